@@ -1,0 +1,242 @@
+"""Profiles, device choice, seeding and the on-disk results cache.
+
+Every chapter has one papermill parameter, ``PROFILE``:
+
+=========  ==================================  ==========================================
+profile    where                               scale
+=========  ==================================  ==========================================
+``quick``  tests and CI (nbval)                tiny subsets, few steps: the code path only
+``book``   the published book (default)        every phenomenon shown clearly on a CPU
+``full``   a GPU                               the papers' own setups (CIFAR-10, SVHN)
+=========  ==================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from . import __version__
+
+PROFILES = ("quick", "book", "full")
+_MISSING = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A validated profile name with a helper that picks a per-profile value."""
+
+    name: str
+
+    def pick(self, quick: Any, book: Any, full: Any = _MISSING) -> Any:
+        """Return the value for this profile; ``full`` defaults to the ``book`` value."""
+        if self.name == "quick":
+            return quick
+        if self.name == "book" or full is _MISSING:
+            return book
+        return full
+
+    @property
+    def is_quick(self) -> bool:
+        return self.name == "quick"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def get_profile(name: str | Profile | None = None) -> Profile:
+    """Validate a profile name (``None`` reads ``GENVIZ_PROFILE``, else ``"book"``).
+
+    >>> get_profile("quick").pick(quick=10, book=1000)
+    10
+    """
+    if isinstance(name, Profile):
+        return name
+    if name is None:
+        name = os.environ.get("GENVIZ_PROFILE", "book")
+    if not isinstance(name, str) or name.strip().lower() not in PROFILES:
+        valid = ", ".join(repr(p) for p in PROFILES)
+        raise ValueError(
+            f"unknown profile {name!r}: choose one of {valid} "
+            "(set PROFILE in the chapter's parameters cell, or papermill -p PROFILE quick)"
+        )
+    return Profile(name.strip().lower())
+
+
+def get_device(preference: str | torch.device | None = None) -> torch.device:
+    """Choose the compute device: CUDA, then Apple MPS, then the CPU.
+
+    ``preference`` (or the ``GENVIZ_DEVICE`` environment variable) overrides the choice:
+    ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``. Asking for a device that is not
+    there is an error, not a silent fallback.
+    """
+    if isinstance(preference, torch.device):
+        return preference
+    pref = (preference or os.environ.get("GENVIZ_DEVICE") or "auto").strip().lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = pref.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {pref!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device {pref!r} was asked for but this PyTorch sees no CUDA GPU; "
+            "use device='auto' (or unset GENVIZ_DEVICE) to run on what is here"
+        )
+    if kind == "mps" and not _mps_available():
+        raise RuntimeError("device 'mps' was asked for but Apple MPS is not available; use device='auto'")
+    return torch.device(pref)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) and return a fresh ``torch.Generator``."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# The results cache
+# --------------------------------------------------------------------------------------------
+
+def default_cache_dir() -> Path:
+    """``GENVIZ_CACHE_DIR``, else ``data/cache`` of a source checkout, else ``~/.cache/genviz``."""
+    env = os.environ.get("GENVIZ_CACHE_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "_config.yml").exists() and (repo / "data").is_dir():
+        return repo / "data" / "cache"
+    return Path.home() / ".cache" / "genviz"
+
+
+def _canonical(obj: Any) -> Any:
+    """Turn a configuration into plain JSON values, refusing what cannot be hashed faithfully."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        if math.isnan(value) or math.isinf(value):
+            return repr(value)
+        return value
+    if isinstance(obj, Profile):
+        return obj.name
+    if isinstance(obj, (torch.dtype, torch.device, Path)):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"__dataclass__": type(obj).__name__, **_canonical(dataclasses.asdict(obj))}
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    raise TypeError(
+        f"cannot use a {type(obj).__name__} in a cache configuration: use numbers, strings, "
+        "lists and dicts that describe how the result is made (not the result's inputs themselves)"
+    )
+
+
+class ResultsCache:
+    """Results on disk, keyed by a hash of (name, configuration, library version).
+
+    Each entry is written to a temporary file and renamed into place, so an interrupted run never
+    leaves a half-written entry under its real name; an entry that cannot be read (corrupted,
+    truncated, from an incompatible pickle) is reported, deleted and recomputed. :meth:`map` stores
+    each item as soon as it is finished, so a crash keeps everything done before it.
+    """
+
+    def __init__(self, root: str | Path | None = None, version: str = __version__, enabled: bool = True):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.version = version
+        self.enabled = enabled
+
+    def key(self, name: str, config: Any) -> str:
+        payload = json.dumps(
+            {"name": name, "config": _canonical(config), "version": self.version},
+            sort_keys=True, separators=(",", ":"),
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+    def path(self, name: str, config: Any) -> Path:
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise ValueError(f"cache name {name!r} must be non-empty letters, digits, '-', '_' or '.'")
+        return self.root / name / f"{self.key(name, config)}.pt"
+
+    def get(self, name: str, config: Any, default: Any = None) -> Any:
+        """The stored value, or ``default`` when there is none or it cannot be read."""
+        if not self.enabled:
+            return default
+        path = self.path(name, config)
+        if not path.exists():
+            return default
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # any unreadable entry is recomputed, never fatal
+            warnings.warn(f"cache entry {path} could not be read ({type(err).__name__}: {err}); recomputing it")
+            path.unlink(missing_ok=True)
+            return default
+
+    def put(self, name: str, config: Any, value: Any) -> Path:
+        path = self.path(name, config)
+        if not self.enabled:
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        try:
+            torch.save(value, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def contains(self, name: str, config: Any) -> bool:
+        return self.get(name, config, _MISSING) is not _MISSING
+
+    def cached(self, name: str, config: Any, compute: Callable[[], Any]) -> Any:
+        """Return the cached value for ``config``, computing and storing it when absent."""
+        value = self.get(name, config, _MISSING)
+        if value is _MISSING:
+            value = compute()
+            self.put(name, config, value)
+        return value
+
+    def map(self, name: str, configs: Iterable[Any], compute: Callable[[Any], Any]) -> list:
+        """``[compute(c) for c in configs]`` with every item cached as soon as it is done."""
+        return [self.cached(name, config, lambda config=config: compute(config)) for config in configs]
+
+    def clear(self, name: str | None = None) -> int:
+        """Delete the entries of one name (or all); return how many files were removed."""
+        root = self.root / name if name else self.root
+        files = list(root.rglob("*.pt")) if root.exists() else []
+        for f in files:
+            f.unlink()
+        return len(files)
+
+
+def get_cache(root: str | Path | None = None) -> ResultsCache:
+    """The default results cache (``GENVIZ_NO_CACHE=1`` turns caching off)."""
+    return ResultsCache(root, enabled=os.environ.get("GENVIZ_NO_CACHE", "") not in ("1", "true", "yes"))

@@ -1,0 +1,224 @@
+"""Models of the book: MLPs (and batched ensembles of them), small CNNs, a VGG-style net, ResNet-20.
+
+Names follow the papers: :func:`swiss_roll_net` is Huang et al.'s 6-layer net (3,614 parameters),
+:func:`resnet20` the CIFAR ResNet that Huang et al. call "ResNet-18" (269,722 parameters).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SWISS_ROLL_WIDTHS = (23, 16, 26, 32, 28, 31)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class MLP(nn.Sequential):
+    """Fully connected ReLU net ``in_features → widths… → out_features``.
+
+    Weights get Glorot (Xavier) uniform initialization and biases zeros, as in Huang et al.'s
+    original TensorFlow code; ``bias=False`` gives a positively homogeneous net (Poggio et al.).
+    """
+
+    def __init__(self, in_features: int, widths: Sequence[int], out_features: int, bias: bool = True):
+        sizes = [int(in_features), *[int(w) for w in widths], int(out_features)]
+        if any(s < 1 for s in sizes):
+            raise ValueError(f"layer sizes must be positive, got {sizes}")
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b, bias=bias))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        super().__init__(*layers)
+        self.sizes, self.bias = tuple(sizes), bias
+        for layer in self.linears:
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self if isinstance(m, nn.Linear)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(1))
+
+
+def swiss_roll_net(out_features: int = 1, bias: bool = True) -> MLP:
+    """Huang et al.'s swiss-roll net: 6 ReLU layers of widths 23, 16, 26, 32, 28, 31; one logit."""
+    return MLP(2, SWISS_ROLL_WIDTHS, out_features, bias)
+
+
+def minefield_net() -> MLP:
+    """The net of Huang et al. Fig. 1: four hidden ReLU layers of 25 units, two logits."""
+    return MLP(2, (25,) * 4, 2)
+
+
+def rings_net() -> MLP:
+    """The net of Huang et al. Fig. 8: ``2 → 100 → 8×100 → 2``."""
+    return MLP(2, (100,) * 9, 2)
+
+
+class MLPEnsemble(nn.Module):
+    """``K`` MLPs of one architecture evaluated as one batched model (``torch.baddbmm``).
+
+    Small nets on a CPU are dominated by per-operation overhead; stacking the members' weights
+    along a leading dimension runs ``K`` nets for the price of a few. Outputs are ``[K, N, out]``.
+    """
+
+    def __init__(self, members: Sequence[MLP]):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        sizes, bias = members[0].sizes, members[0].bias
+        for m in members:
+            if not isinstance(m, MLP) or m.sizes != sizes or m.bias != bias:
+                raise ValueError(f"every member must be an MLP with layer sizes {sizes} and bias={bias}")
+        self.sizes, self.bias, self.size = sizes, bias, len(members)
+        # Stored as [K, in, out] so the forward pass is X[K, N, in] @ W[K, in, out].
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.stack([m.linears[i].weight.detach().t() for m in members]).contiguous())
+             for i in range(len(sizes) - 1)])
+        self.biases = nn.ParameterList(
+            [nn.Parameter(torch.stack([m.linears[i].bias.detach() for m in members])[:, None, :].contiguous())
+             for i in range(len(sizes) - 1)] if bias else [])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1).expand(self.size, -1, -1) if x.ndim == 2 else x.flatten(2)
+        last = len(self.weights) - 1
+        for i, w in enumerate(self.weights):
+            h = torch.baddbmm(self.biases[i], h, w) if self.bias else torch.bmm(h, w)
+            if i < last:
+                h = F.relu(h)
+        return h
+
+    def member(self, k: int) -> MLP:
+        """Member ``k`` as a stand-alone :class:`MLP` (a copy)."""
+        w = self.weights[0]
+        net = MLP(self.sizes[0], self.sizes[1:-1], self.sizes[-1], self.bias).to(w.device, w.dtype)
+        with torch.no_grad():
+            for i, layer in enumerate(net.linears):
+                layer.weight.copy_(self.weights[i][k].t())
+                if self.bias:
+                    layer.bias.copy_(self.biases[i][k, 0])
+        return net
+
+    def members(self) -> list[MLP]:
+        return [self.member(k) for k in range(self.size)]
+
+
+class SmallCNN(nn.Module):
+    """A few 3×3 ReLU convolutions of stride 2, then one linear layer.
+
+    With ``bias=False`` (and no BatchNorm) the net is positively homogeneous in each layer's
+    weights, the setting of Poggio et al.'s normalized loss (their appendix L uses such a net).
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 32, 64), in_channels: int = 1, num_classes: int = 10,
+                 image_size: int = 28, bias: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, size = in_channels, image_size
+        for width in channels:
+            layers += [nn.Conv2d(c, width, 3, stride=2, padding=1, bias=bias), nn.ReLU()]
+            c, size = width, (size + 1) // 2
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(c * size * size, num_classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+VGG_CONFIGS = {
+    "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg13": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+}
+
+
+class VGG(nn.Module):
+    """A VGG-style net (Simonyan & Zisserman 2015) for small images; ``width`` scales every layer.
+
+    Huang et al. Table 1 trains VGG13 on CIFAR-10; ``VGG("vgg13", width=1/8)`` is a CPU-sized cousin.
+    """
+
+    def __init__(self, config: str | Sequence = "vgg13", in_channels: int = 3, num_classes: int = 10,
+                 image_size: int = 32, width: float = 1.0, batch_norm: bool = True):
+        super().__init__()
+        cfg = VGG_CONFIGS[config] if isinstance(config, str) else tuple(config)
+        layers: list[nn.Module] = []
+        c, size = in_channels, image_size
+        for item in cfg:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            else:
+                out = max(1, int(round(item * width)))
+                layers += [nn.Conv2d(c, out, 3, padding=1, bias=not batch_norm)]
+                layers += [nn.BatchNorm2d(out)] if batch_norm else []
+                layers.append(nn.ReLU(inplace=True))
+                c = out
+        if size < 1:
+            raise ValueError(f"{image_size}×{image_size} images are too small for {len([i for i in cfg if i == 'M'])} poolings")
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(c * size * size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class _BasicBlock(nn.Module):
+    """Two 3×3 convolutions with BatchNorm; the shortcut subsamples and zero-pads (He et al. option A)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.stride, self.pad = stride, c_out - c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+        if self.pad:
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet (He et al. 2016, §4.2): three stages of ``n`` blocks, widths 16/32/64 by default."""
+
+    def __init__(self, blocks_per_stage: int = 3, widths: Sequence[int] = (16, 32, 64), in_channels: int = 3,
+                 num_classes: int = 10):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(widths[0])
+        blocks, c = [], widths[0]
+        for stage, w in enumerate(widths):
+            for b in range(blocks_per_stage):
+                blocks.append(_BasicBlock(c, w, 2 if stage > 0 and b == 0 else 1))
+                c = w
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks(F.relu(self.bn(self.conv(x))))
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+def resnet20(num_classes: int = 10, in_channels: int = 3) -> ResNet:
+    """ResNet-20, the SVHN net of Huang et al. (their "ResNet-18"): 269,722 parameters for 10 classes."""
+    return ResNet(3, (16, 32, 64), in_channels, num_classes)

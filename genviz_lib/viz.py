@@ -1,0 +1,101 @@
+"""Figures of the book, so that chapters hold prose and short cells."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+
+from .data import Data
+from .train import class_logits
+
+CLASS_COLORS = ("#c0392b", "#2e6db4")  # class 0 red, class 1 blue, as in Huang et al.
+REGION_COLORS = ("#f4c7c1", "#c5d8f0")
+
+
+@torch.no_grad()
+def predict_grid(model: torch.nn.Module, extent: float = 18.0, resolution: int = 500):
+    """Predicted class on a ``resolution × resolution`` grid over ``[−extent, extent]²``."""
+    device = next(model.parameters()).device
+    axis = torch.linspace(-extent, extent, resolution)
+    gx, gy = torch.meshgrid(axis, axis, indexing="xy")
+    points = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+    was_training = model.training
+    model.eval()
+    pred = torch.cat([class_logits(model(chunk.to(device))).argmax(-1).cpu()
+                      for chunk in points.split(65536)])
+    model.train(was_training)
+    return axis.numpy(), pred.reshape(resolution, resolution).numpy()
+
+
+def decision_boundary(model: torch.nn.Module, data: Data, ax=None, extent: float = 18.0, resolution: int = 500,
+                      title: str | None = None, mark_misclassified: bool = True):
+    """Class regions of a 2-D classifier with the data on top; misclassified points are ringed in black.
+
+    The default grid is the one of Huang et al. Fig. 3: 500 × 500 points over ``[−18, 18]²``.
+    """
+    if data.X.ndim != 2 or data.X.shape[1] != 2:
+        raise ValueError(f"decision_boundary draws 2-D inputs, got inputs of shape {tuple(data.X.shape[1:])}")
+    ax = ax or plt.gca()
+    axis, pred = predict_grid(model, extent, resolution)
+    ax.pcolormesh(axis, axis, pred, cmap=ListedColormap(REGION_COLORS), vmin=0, vmax=1,
+                  shading="auto", rasterized=True)
+    ax.contour(axis, axis, pred, levels=[0.5], colors="k", linewidths=0.6)
+    X, y = data.X.numpy(), data.y.numpy()
+    for c, color in enumerate(CLASS_COLORS):
+        ax.scatter(*X[y == c].T, s=9, c=color, edgecolors="white", linewidths=0.3)
+    if mark_misclassified:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            wrong = (class_logits(model(data.X.to(device))).argmax(-1).cpu() != data.y).numpy()
+        if wrong.any():
+            ax.scatter(*X[wrong].T, s=40, facecolors="none", edgecolors="k", linewidths=1.0)
+    ax.set(xlim=(-extent, extent), ylim=(-extent, extent), aspect="equal", xticks=[], yticks=[])
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def boundary_grid(models: Sequence[torch.nn.Module], data: Data, titles: Sequence[str], ncols: int | None = None,
+                  size: float = 3.2, **kwargs):
+    """Decision boundaries of several models side by side; returns the figure."""
+    n = len(models)
+    ncols = ncols or n
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax, model, title in zip(axes.flat, models, titles):
+        decision_boundary(model, data, ax=ax, title=title, **kwargs)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(results: dict, ax=None, metric: str = "acc"):
+    """Train (solid) and test (dashed) ``metric`` ("acc" or "loss") of named :class:`TrainResult` s."""
+    ax = ax or plt.gca()
+    for i, (name, result) in enumerate(results.items()):
+        color = f"C{i}"
+        h = result.history
+        ax.plot(h["step"], h[f"train_{metric}"], color=color, label=f"{name}: train")
+        if not np.isnan(h[f"test_{metric}"]).all():
+            ax.plot(h["step"], h[f"test_{metric}"], color=color, ls="--", label=f"{name}: test")
+    ax.set(xlabel="optimizer step", ylabel="accuracy" if metric == "acc" else "cross-entropy")
+    if metric == "loss":
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def figure_to_png(fig, dpi: int = 80, close: bool = True) -> bytes:
+    """PNG bytes of a figure (for widget frames); closes the figure by default."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    if close:
+        plt.close(fig)
+    return buffer.getvalue()

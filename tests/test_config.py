@@ -1,0 +1,120 @@
+import os
+import warnings
+
+import pytest
+import torch
+
+from genviz_lib import __version__, config
+
+
+def test_profiles_pick_values():
+    assert config.get_profile("quick").pick(quick=1, book=2, full=3) == 1
+    assert config.get_profile("book").pick(quick=1, book=2, full=3) == 2
+    assert config.get_profile("full").pick(quick=1, book=2, full=3) == 3
+    assert config.get_profile("full").pick(quick=1, book=2) == 2  # full falls back to book
+    assert config.get_profile(" Quick ").name == "quick"
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown profile 'fast': choose one of 'quick', 'book', 'full'"):
+        config.get_profile("fast")
+
+
+def test_profile_from_environment(monkeypatch):
+    monkeypatch.setenv("GENVIZ_PROFILE", "quick")
+    assert config.get_profile().name == "quick"
+    monkeypatch.delenv("GENVIZ_PROFILE")
+    assert config.get_profile().name == "book"
+
+
+def test_device_choice(monkeypatch):
+    monkeypatch.delenv("GENVIZ_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if config._mps_available() else "cpu")
+    assert config.get_device().type == expected
+    assert config.get_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("GENVIZ_DEVICE", "cpu")
+    assert config.get_device() == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        config.get_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            config.get_device("cuda")
+
+
+def test_seed_everything_is_deterministic():
+    g1 = config.seed_everything(7)
+    a = torch.randn(3), torch.randn(3, generator=g1)
+    g2 = config.seed_everything(7)
+    b = torch.randn(3), torch.randn(3, generator=g2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="non-negative integer"):
+        config.seed_everything(-1)
+
+
+def test_cache_key_depends_on_config_and_version(tmp_path):
+    cache = config.ResultsCache(tmp_path)
+    assert cache.key("x", {"a": 1, "b": [1, 2]}) == cache.key("x", {"b": (1, 2), "a": 1})
+    assert cache.key("x", {"a": 1}) != cache.key("x", {"a": 2})
+    assert cache.key("x", {"a": 1}) != config.ResultsCache(tmp_path, version=__version__ + "+1").key("x", {"a": 1})
+    with pytest.raises(TypeError, match="cannot use a Tensor"):
+        cache.key("x", {"a": torch.zeros(2)})
+
+
+def test_cache_computes_once(tmp_path):
+    cache = config.ResultsCache(tmp_path)
+    calls = []
+    compute = lambda: calls.append(1) or {"w": torch.arange(3)}
+    first = cache.cached("exp", {"n": 3}, compute)
+    second = cache.cached("exp", {"n": 3}, compute)
+    assert len(calls) == 1
+    assert torch.equal(first["w"], second["w"])
+
+
+def test_corrupted_entry_is_recomputed(tmp_path):
+    cache = config.ResultsCache(tmp_path)
+    cache.put("exp", {"n": 1}, 41)
+    cache.path("exp", {"n": 1}).write_bytes(b"not a pickle")  # a corrupted or truncated entry
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cache.cached("exp", {"n": 1}, lambda: 42) == 42
+    assert any("could not be read" in str(w.message) for w in caught)
+    assert cache.get("exp", {"n": 1}) == 42
+
+
+def test_interrupted_map_keeps_finished_items(tmp_path):
+    cache = config.ResultsCache(tmp_path)
+    done = []
+
+    def work(c):
+        if c == 3:
+            raise KeyboardInterrupt  # the run is stopped half-way
+        done.append(c)
+        return c * c
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.map("sq", [1, 2, 3, 4], work)
+    assert [cache.get("sq", c) for c in (1, 2, 3)] == [1, 4, None]
+    assert not list(tmp_path.rglob("*.tmp*"))  # no half-written files left behind
+    done.clear()
+    assert cache.map("sq", [1, 2, 3, 4], lambda c: c * c) == [1, 4, 9, 16]
+
+
+def test_failed_write_leaves_no_entry(tmp_path, monkeypatch):
+    cache = config.ResultsCache(tmp_path)
+
+    def broken_save(obj, f):
+        open(f, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        cache.put("exp", {"n": 2}, 5)
+    assert not cache.path("exp", {"n": 2}).exists()
+    assert not list(tmp_path.rglob("*.tmp*"))
+
+
+def test_cache_can_be_disabled(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENVIZ_NO_CACHE", "1")
+    cache = config.get_cache(tmp_path)
+    cache.cached("exp", {}, lambda: 1)
+    assert not list(tmp_path.rglob("*.pt"))

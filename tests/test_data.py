@@ -1,0 +1,211 @@
+import gzip
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from genviz_lib import data
+
+
+def test_swiss_roll_shapes_balance_and_determinism():
+    s = data.swiss_roll(n_train=200, n_test=100, n_poison=50, seed=3)
+    assert s.train.X.shape == (200, 2) and s.test.X.shape == (100, 2) and s.poison.X.shape == (50, 2)
+    assert s.train.X.dtype == torch.float32 and s.train.y.dtype == torch.int64
+    for split, n in ((s.train, 200), (s.test, 100), (s.poison, 50)):
+        assert torch.bincount(split.y).tolist() == [n // 2, n // 2]
+    again = data.swiss_roll(n_train=200, n_test=100, n_poison=50, seed=3)
+    assert torch.equal(s.train.X, again.train.X) and torch.equal(s.poison.y, again.poison.y)
+    other = data.swiss_roll(n_train=200, n_test=100, n_poison=50, seed=4)
+    assert not torch.equal(s.train.X, other.train.X)
+    assert data.swiss_roll(n_poison=0).poison is None
+
+
+def test_twospirals_follows_the_original_formula():
+    X, y = data.twospirals(500, noise=0.0, rng=0)
+    a = np.sqrt(np.random.default_rng(0).random(500)) * 600 * 2 * np.pi / 360
+    np.testing.assert_allclose(X[:500, 0], -1.5 * a * np.cos(a), atol=1e-12)
+    np.testing.assert_allclose(X[:500, 1], 1.5 * a * np.sin(a), atol=1e-12)
+    np.testing.assert_allclose(X[500:], -X[:500])  # class 1 is the point reflection of class 0
+    assert (y[:500] == 0).all() and (y[500:] == 1).all()
+    radius = np.linalg.norm(X, axis=1)
+    assert radius.max() <= 1.5 * 600 * np.pi / 180 + 1e-9  # |(x, y)| = 1.5·a ≤ 1.5·(10π/3)
+
+
+def test_swiss_roll_rejects_odd_sizes():
+    with pytest.raises(ValueError, match="n_train must be even"):
+        data.swiss_roll(n_train=201)
+
+
+def test_minefield_spiral_radius():
+    s = data.minefield_spiral(n_train=400, noise=0.0, seed=1)
+    r = s.train.X.norm(dim=1)
+    assert torch.bincount(s.train.y).tolist() == [200, 200]
+    assert r.max() <= 5 * np.sqrt(3 * np.pi) + 1e-4
+
+
+def test_concentric_rings_layout():
+    rings = data.concentric_rings(gap=0.1)
+    r = rings.X.norm(dim=1)
+    inner, outer = rings.y == 0, rings.y == 1
+    assert int(inner.sum()) == 40 and int(outer.sum()) == 90
+    torch.testing.assert_close(r[inner], torch.full((40,), 0.4))
+    assert sorted(set(np.round(r[outer].numpy(), 5))) == [0.5, 0.95]
+    with pytest.raises(ValueError, match="gap must lie in"):
+        data.concentric_rings(gap=0.6)
+
+
+def test_idx_round_trip(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    floats = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    for name, arr in (("img.idx3.gz", images), ("f.idx", floats)):
+        back = data.read_idx(data.write_idx(tmp_path / name, arr))
+        assert back.shape == arr.shape and back.dtype == arr.dtype
+        np.testing.assert_array_equal(back, arr)
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04"))
+    with pytest.raises(ValueError, match="not an IDX file"):
+        data.read_idx(tmp_path / "bad.gz")
+    raw = (tmp_path / "img.idx3.gz").read_bytes()
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(gzip.decompress(raw)[:-10]))
+    with pytest.raises(ValueError, match="truncated"):
+        data.read_idx(tmp_path / "cut.gz")
+
+
+def _fake_fashion(folder, n_train=60, n_test=30):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images_file, labels_file = data.FASHION_MNIST_FILES[split]
+        data.write_idx(folder / images_file, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        data.write_idx(folder / labels_file, np.arange(n, dtype=np.uint8) % 10)
+    return folder
+
+
+def test_fashion_mnist_subsets(tmp_path):
+    root = _fake_fashion(tmp_path)
+    s = data.load_fashion_mnist(n_train=20, n_test=10, n_poison=20, downsample=2, root=root, seed=0)
+    assert s.train.X.shape == (20, 1, 14, 14) and s.test.X.shape == (10, 1, 14, 14)
+    assert torch.bincount(s.train.y, minlength=10).tolist() == [2] * 10
+    assert 0.0 <= float(s.train.X.min()) and float(s.train.X.max()) <= 1.0
+    # the poison pool is disjoint from the training subset
+    train_rows = {tuple(x.flatten().tolist()) for x in s.train.X}
+    assert not any(tuple(x.flatten().tolist()) in train_rows for x in s.poison.X)
+    with pytest.raises(ValueError, match="asked for 2 examples of class 0 but only 0 are available"):
+        data.load_fashion_mnist(n_train=60, n_test=10, n_poison=20, root=root)
+
+
+def test_downsample_averages_blocks():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert data.downsample2x(x)[0, 0].tolist() == [[2.5, 4.5], [10.5, 12.5]]
+    with pytest.raises(ValueError, match="even H and W"):
+        data.downsample2x(torch.zeros(1, 1, 3, 4))
+
+
+def test_missing_fashion_mnist_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("GENVIZ_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("GENVIZ_FASHION_MNIST", raising=False)
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load_fashion_mnist()
+
+
+def test_fashion_mnist_download_from_a_served_copy(tmp_path, monkeypatch):
+    served = _fake_fashion(tmp_path / "server")
+    monkeypatch.setattr(data, "FASHION_MNIST_URL", served.as_uri() + "/")
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("GENVIZ_DATA_DIR", str(tmp_path / "downloads"))
+    monkeypatch.delenv("GENVIZ_FASHION_MNIST", raising=False)
+    images, labels = data.fashion_mnist("test", download=True)
+    assert images.shape == (30, 28, 28) and labels[:3].tolist() == [0, 1, 2]
+    assert (tmp_path / "downloads" / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").exists()
+
+
+def test_cifar10_reads_torchvision_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batches[name] = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+                         b"labels": list(rng.integers(0, 10, 20))}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batches[name], f)
+    images, labels = data.cifar10("train", root=tmp_path)
+    assert images.shape == (100, 3, 32, 32) and labels.shape == (100,)
+    np.testing.assert_array_equal(images[20].reshape(-1), batches["data_batch_2"][b"data"][0])
+    s = data.load_cifar10(n_train=50, n_test=10, root=tmp_path)
+    assert s.train.X.shape == (50, 3, 32, 32)
+
+
+def test_cifar10_download_and_extract(tmp_path, monkeypatch):
+    src = tmp_path / "src" / "cifar-10-batches-py"
+    src.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(src / name, "wb") as f:
+            pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 4]}, f)
+    archive = tmp_path / "cifar.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="cifar-10-batches-py")
+    monkeypatch.setattr(data, "CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(data, "CIFAR10_MD5", None)
+    images, labels = data.cifar10("test", root=tmp_path / "root", download=True)
+    assert images.shape == (2, 3, 32, 32) and labels.tolist() == [3, 4]
+
+
+def test_svhn_reads_mat_files_with_extra(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("test", 20), ("extra", 40)):
+        X = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = (np.arange(n) % 10 + 1).reshape(n, 1)  # SVHN labels run 1..10, with 10 for the digit 0
+        savemat(tmp_path / f"{split}_32x32.mat", {"X": X, "y": y})
+    images, labels = data.svhn("extra", root=tmp_path)
+    assert images.shape == (40, 3, 32, 32)
+    assert labels[:10].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
+    s = data.load_svhn(n_train=20, n_test=10, n_poison=20, root=tmp_path)
+    assert len(s.poison) == 20 and s.train.X.shape == (20, 3, 32, 32)
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        data.svhn("train", root=tmp_path / "empty")
+
+
+def test_svhn_download_checks_md5(tmp_path, monkeypatch):
+    from scipy.io import savemat
+
+    server = tmp_path / "server"
+    server.mkdir()
+    savemat(server / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((2, 1))})
+    monkeypatch.setattr(data, "SVHN_URL", server.as_uri() + "/")
+    monkeypatch.setitem(data.SVHN_MD5, "test", "0" * 32)
+    with pytest.raises(OSError, match="MD5"):
+        data.svhn("test", root=tmp_path / "root", download=True)
+    assert not (tmp_path / "root" / "test_32x32.mat").exists()
+
+
+def test_corrupt_labels_fraction_and_determinism():
+    y = torch.arange(1000) % 10
+    new, mask = data.corrupt_labels(y, 0.3, 10, seed=1)
+    assert int(mask.sum()) == 300
+    assert torch.equal(new[~mask], y[~mask])
+    changed = (new[mask] != y[mask]).float().mean().item()
+    assert 0.8 < changed < 0.97  # about 9/10 of random labels differ from the truth
+    again, _ = data.corrupt_labels(y, 0.3, 10, seed=1)
+    assert torch.equal(new, again)
+    with pytest.raises(ValueError, match=r"fraction must lie in \[0, 1\]"):
+        data.corrupt_labels(y, 1.5, 10)
+
+
+def test_digits_and_mnist1d_generate_locally():
+    d = data.digits()
+    assert d.train.X.shape[1] == 64 and len(d.train) + len(d.test) == 1797
+    m = data.mnist1d(num_samples=500)
+    assert m.train.X.shape == (400, 40) and m.test.X.shape == (100, 40) and m.num_classes == 10
+    state = np.random.get_state()[1].copy()
+    data.mnist1d(num_samples=100)
+    assert np.array_equal(np.random.get_state()[1], state)  # NumPy's global generator is left alone
+
+
+def test_data_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="X has 3 examples but y has 2 labels"):
+        data.Data(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))

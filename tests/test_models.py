@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from genviz_lib import models
+
+
+def test_swiss_roll_net_matches_the_paper():
+    net = models.swiss_roll_net()
+    assert models.count_parameters(net) == 3614
+    assert [l.out_features for l in net.linears] == [23, 16, 26, 32, 28, 31, 1]
+    assert all(torch.count_nonzero(l.bias) == 0 for l in net.linears)  # zero biases, Glorot weights
+    w = net.linears[1].weight.detach()
+    bound = (6 / (23 + 16)) ** 0.5
+    assert float(w.abs().max()) <= bound
+
+
+def test_resnet20_has_the_papers_parameter_count():
+    net = models.resnet20()
+    assert models.count_parameters(net) == 269_722
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_other_architectures_shapes():
+    assert models.count_parameters(models.minefield_net()) == 2 * 25 + 25 + 3 * (25 * 25 + 25) + 25 * 2 + 2
+    assert models.count_parameters(models.rings_net()) == (2 * 100 + 100) + 8 * (100 * 100 + 100) + (100 * 2 + 2)
+    cnn = models.SmallCNN((8, 16), in_channels=1, image_size=14, bias=False)
+    assert cnn(torch.randn(3, 1, 14, 14)).shape == (3, 10)
+    assert not any("bias" in n for n, _ in cnn.named_parameters())
+    vgg = models.VGG("vgg13", in_channels=3, width=1 / 8)
+    assert vgg(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    mlp = models.MLP(64, [32, 32], 10, bias=False)
+    assert models.count_parameters(mlp) == 64 * 32 + 32 * 32 + 32 * 10
+
+
+def test_bias_free_nets_are_positively_homogeneous():
+    torch.manual_seed(0)
+    for net, x in ((models.MLP(10, [20, 20], 3, bias=False), torch.randn(5, 10)),
+                   (models.SmallCNN((4, 8), image_size=8, bias=False), torch.randn(5, 1, 8, 8))):
+        out = net(x)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.mul_(2.0)
+        depth = len(list(net.parameters()))
+        torch.testing.assert_close(net(x), out * 2.0 ** depth)
+
+
+def test_ensemble_members_compute_what_they_computed_alone():
+    torch.manual_seed(0)
+    nets = [models.swiss_roll_net() for _ in range(4)]
+    ens = models.MLPEnsemble(nets)
+    x = torch.randn(50, 2)
+    out = ens(x)
+    assert out.shape == (4, 50, 1)
+    for k, net in enumerate(nets):
+        torch.testing.assert_close(out[k], net(x))
+        torch.testing.assert_close(ens.member(k)(x), net(x))
+    assert models.count_parameters(ens) == 4 * 3614
+
+
+def test_ensemble_rejects_mixed_architectures():
+    with pytest.raises(ValueError, match="same|layer sizes"):
+        models.MLPEnsemble([models.swiss_roll_net(), models.minefield_net()])
+    with pytest.raises(ValueError, match="at least one member"):
+        models.MLPEnsemble([])

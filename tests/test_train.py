@@ -1,0 +1,217 @@
+import math
+
+import pytest
+import torch
+
+from genviz_lib import data, models, train
+from genviz_lib.data import Data
+
+
+@pytest.fixture(scope="module")
+def roll():
+    return data.swiss_roll(n_train=200, n_test=200, n_poison=1000, seed=0)
+
+
+def _decay(steps):
+    return lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.03 ** (i / steps))
+
+
+# ------------------------------------------------------------------ losses
+
+
+def test_poisoned_loss_equals_the_formula_on_hand_made_logits():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 0.0, 3.0]], dtype=torch.float64)
+    y = torch.tensor([0, 2])
+    poison_logits = torch.tensor([[1.0, 1.0, -2.0], [-3.0, 4.0, 0.0], [0.2, 0.1, 0.0]], dtype=torch.float64)
+    poison_y = torch.tensor([1, 1, 2])
+    beta = 0.3
+    p = torch.softmax(logits, -1)
+    q = torch.softmax(poison_logits, -1)
+    ce = -(math.log(p[0, 0]) + math.log(p[1, 2])) / 2
+    rce = -(math.log(1 - q[0, 1]) + math.log(1 - q[1, 1]) + math.log(1 - q[2, 2])) / 3
+    expected = (1 - beta) * ce + beta * rce
+    got = train.poisoned_loss(logits, y, poison_logits, poison_y, beta)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+    # β = 0 is the plain cross-entropy
+    assert train.poisoned_loss(logits, y, poison_logits, poison_y, 0.0).item() == pytest.approx(ce, rel=1e-12)
+
+
+def test_single_logit_means_two_classes():
+    z = torch.tensor([[1.5], [-0.5]], dtype=torch.float64)
+    y = torch.tensor([1, 1])
+    sigmoid = torch.sigmoid(z[:, 0])
+    torch.testing.assert_close(train.cross_entropy(z, y), -torch.log(sigmoid))
+    torch.testing.assert_close(train.reverse_cross_entropy(z, y), -torch.log(1 - sigmoid))
+    # for two classes the reverse cross-entropy equals the cross-entropy of the flipped label
+    torch.testing.assert_close(train.reverse_cross_entropy(z, y), train.cross_entropy(z, 1 - y))
+
+
+def test_reverse_cross_entropy_is_stable():
+    logits = torch.tensor([[1000.0, -1000.0], [-1000.0, 1000.0]])
+    rce = train.reverse_cross_entropy(logits, torch.tensor([0, 0]))
+    assert torch.isfinite(rce).all()
+    assert rce.tolist() == pytest.approx([2000.0, 0.0], abs=1e-3)
+
+
+def test_ensemble_losses_are_per_member():
+    logits = torch.randn(3, 5, 2, dtype=torch.float64)
+    y = torch.randint(2, (5,))
+    beta = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    got = train.poisoned_loss(logits, y, logits, y, beta)
+    for k in range(3):
+        expected = train.poisoned_loss(logits[k], y, logits[k], y, float(beta[k]))
+        assert got[k].item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_wrong_labels_are_always_wrong():
+    y = torch.arange(1000) % 10
+    wrong = train.wrong_labels(y, 10, seed=0)
+    assert (wrong != y).all()
+    assert set(wrong.tolist()) == set(range(10))
+
+
+# ------------------------------------------------------------------ the trainer on the swiss roll
+
+
+def test_clean_training_generalizes(roll):
+    torch.manual_seed(0)
+    r = train.train(models.swiss_roll_net(), roll.train, roll.test, lr=3e-3, steps=2000,
+                    clip_grad_norm=8, stop_at_accuracy=1.0, progress=False)
+    assert r.final["train_acc"] == 1.0
+    assert r.final["test_acc"] >= 0.95
+    assert r.steps < 2000 and r.stopped.startswith("train accuracy")
+
+
+def test_poisoned_training_fits_but_does_not_generalize(roll):
+    torch.manual_seed(0)
+    r = train.train(models.swiss_roll_net(), roll.train, roll.test, lr=1e-2, steps=2000, poison=roll.poison,
+                    poison_factor=0.1, poison_batch_size=200, clip_grad_norm=8, scheduler=_decay(2000),
+                    eval_every=100, progress=False)
+    assert r.final["train_acc"] >= 0.99
+    assert r.final["test_acc"] <= 0.60
+
+
+def test_ensemble_members_match_nets_trained_alone(roll):
+    # In float64, so that rounding differences between batched and plain matrix products stay far
+    # below the tolerance even after Adam has amplified them for 150 steps.
+    betas = [0.0, 0.1, 0.3, 0.6]
+    inits = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        inits.append(models.swiss_roll_net().double())
+    d = lambda split: Data(split.X.double(), split.y)
+    options = dict(lr=1e-2, steps=150, poison=d(roll.poison), poison_batch_size=100, clip_grad_norm=1.0,
+                   eval_every=25, seed=5, progress=False)
+    together = train.train_ensemble([models.MLPEnsemble([m]).member(0) for m in inits], d(roll.train),
+                                    d(roll.test), poison_factor=betas, **options)
+    for k, (net, beta) in enumerate(zip(inits, betas)):
+        alone = train.train(net, d(roll.train), d(roll.test), poison_factor=beta, **options)
+        assert alone.history["step"] == together[k].history["step"]
+        for key in ("train_loss", "test_loss", "train_acc"):
+            assert together[k].history[key] == pytest.approx(alone.history[key], rel=1e-7, abs=1e-9)
+        for a, b in zip(alone.model.parameters(), together[k].model.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
+def test_ensemble_members_stop_on_their_own(roll):
+    inits = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        inits.append(models.swiss_roll_net())
+    options = dict(lr=3e-3, steps=1500, eval_every=10, stop_at_accuracy=0.9, progress=False)
+    together = train.train_ensemble([models.MLPEnsemble([m]).member(0) for m in inits], roll.train, **options)
+    for net, member in zip(inits, together):
+        alone = train.train(net, roll.train, **options)
+        assert member.steps == alone.steps < 1500
+        assert member.final["train_acc"] == pytest.approx(alone.final["train_acc"])
+        assert member.final["train_acc"] >= 0.9
+
+
+def test_checkpoints_along_the_trajectory(roll):
+    torch.manual_seed(0)
+    net = models.swiss_roll_net()
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    r = train.train(net, roll.train, lr=1e-3, steps=25, checkpoint_every=10, progress=False)
+    assert [s for s, _ in r.checkpoints] == [0, 10, 20, 25]
+    for name, value in r.checkpoints[0][1].items():
+        assert torch.equal(value, start[name])
+    for name, value in r.checkpoints[-1][1].items():
+        assert torch.equal(value, r.model.state_dict()[name])
+
+
+def test_stop_at_loss(roll):
+    torch.manual_seed(0)
+    r = train.train(models.swiss_roll_net(), roll.train, lr=3e-3, steps=3000, stop_at_loss=0.3,
+                    eval_every=5, progress=False)
+    assert r.final["train_loss"] <= 0.3 and r.steps < 3000
+    assert r.history["train_loss"][-2] > 0.3  # it stopped at the first evaluation below the target
+
+
+def test_minibatch_epochs_and_other_optimizers(roll):
+    for name in ("sgd", "RMSprop", "adagrad"):
+        torch.manual_seed(0)
+        r = train.train(models.swiss_roll_net(), roll.train, optimizer=name, lr=0.01, epochs=3, batch_size=50,
+                        progress=False, **({"optimizer_kwargs": {"momentum": 0.9}} if name == "sgd" else {}))
+        assert r.steps == 12 and r.history["step"] == [0, 4, 8, 12]
+        assert r.history["train_loss"][-1] < r.history["train_loss"][0]
+
+
+def test_lbfgs_fits_a_small_problem():
+    torch.manual_seed(0)
+    X = torch.randn(40, 2)
+    y = (X[:, 0] > 0).long()
+    r = train.train(models.MLP(2, [16], 2), Data(X, y), optimizer="lbfgs", lr=1.0, steps=20,
+                    optimizer_kwargs={"max_iter": 20, "line_search_fn": "strong_wolfe"}, progress=False)
+    assert r.final["train_acc"] == 1.0
+
+
+def test_attack_and_confusion_sets_hurt_test_accuracy(roll):
+    extra = data.swiss_roll(n_train=400, n_test=2, seed=9).train
+    results = {}
+    for name, kwargs in {"clean": {},
+                         "attack": {"attack": train.attack_set(extra, 2), "attack_weight": 0.5},
+                         "confusion": {"confusion": train.confusion_set(extra, 2)}}.items():
+        torch.manual_seed(0)
+        results[name] = train.train(models.swiss_roll_net(), roll.train, roll.test, lr=1e-2, steps=1500,
+                                    scheduler=_decay(1500), clip_grad_norm=8, eval_every=100, progress=False, **kwargs)
+    assert results["clean"].final["test_acc"] >= 0.95
+    assert results["attack"].final["train_acc"] >= 0.95
+    assert results["attack"].final["test_acc"] < results["clean"].final["test_acc"] - 0.2
+    assert results["confusion"].final["train_acc"] >= 0.95  # measured on the training set alone
+    assert results["confusion"].final["test_acc"] < results["clean"].final["test_acc"] - 0.1
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_bad_input_gets_clear_errors(roll):
+    net = models.swiss_roll_net()
+    three_d = Data(torch.randn(10, 3), torch.zeros(10, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"cannot take inputs of shape \(3,\)"):
+        train.train(net, three_d, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"test inputs have shape \(3,\)"):
+        train.train(net, roll.train, three_d, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"labels must lie in 0..1"):
+        train.train(net, Data(torch.randn(4, 2), torch.tensor([0, 1, 2, 1])), steps=1, progress=False)
+    with pytest.raises(ValueError, match="needs a poison set"):
+        train.train(net, roll.train, steps=1, poison_factor=0.5, progress=False)
+    with pytest.raises(ValueError, match=r"poison_factor must lie in \[0, 1\]"):
+        train.train(net, roll.train, steps=1, poison=roll.poison, poison_factor=1.5, progress=False)
+    with pytest.raises(ValueError, match="exactly one of steps= or epochs="):
+        train.train(net, roll.train, progress=False)
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
+        train.train(net, roll.train, optimizer="adamm", steps=1, progress=False)
+    with pytest.raises(ValueError, match="3 values for 2 ensemble members"):
+        train.train_ensemble([models.swiss_roll_net(), models.swiss_roll_net()], roll.train, steps=1,
+                             poison=roll.poison, poison_factor=[0.1, 0.2, 0.3], progress=False)
+    with pytest.raises(ValueError, match="LBFGS"):
+        train.train_ensemble([models.swiss_roll_net(), models.swiss_roll_net()], roll.train, steps=1,
+                             optimizer="lbfgs", progress=False)
+
+
+def test_a_diverging_run_names_the_step_and_the_fix(roll):
+    torch.manual_seed(0)
+    X = roll.train.X * 1e6  # inputs blown up so that the loss overflows
+    with pytest.raises(FloatingPointError, match=r"at step \d+.*lower the learning rate"):
+        train.train(models.swiss_roll_net(), Data(X, roll.train.y), optimizer="sgd", lr=1e6, steps=50,
+                    progress=False)
