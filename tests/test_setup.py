@@ -1,0 +1,31 @@
+"""The install files agree with each other."""
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _requirements():
+    return [l.strip() for l in (ROOT / "requirements.txt").read_text().splitlines()
+            if l.strip() and not l.startswith("#")]
+
+
+def test_binder_environment_matches_requirements():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "torch==2.13.0+cpu" in pip
+    assert [p for p in pip if not p.startswith(("-", "torch=="))] == _requirements()
+
+
+def test_torch_is_pinned_and_installed_first():
+    makefile = (ROOT / "Makefile").read_text()
+    assert makefile.index("pip install -q torch==2.13.0") < makefile.index("pip install -q -r requirements.txt")
+    assert not any(r.startswith("torch") for r in _requirements())
+    assert "jupyter-book==1.0.4.post1" in _requirements()
+
+
+def test_ci_runs_make_test():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
