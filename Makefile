@@ -11,7 +11,7 @@ CHAPTERS := $(wildcard chapters/*.md)
 QUICK_NB := _build/quick-notebooks
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup data book test unit bench sync clean
+.PHONY: setup data book test unit bench sync check-widgets clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+# Optional (not part of `make test`): click through a built page's widget in headless Chromium.
+check-widgets:
+	@test -x /usr/bin/chromium || { echo "needs Debian's chromium: apt-get install -y chromium"; exit 1; }
+	@test -d _build/tools/node_modules/playwright-core || npm install --silent --prefix _build/tools playwright-core@1
+	NODE_PATH=_build/tools/node_modules node tools/check_widgets.js \
+	  $${PAGE:-_build/html/chapters/00_first_experiment.html} _build/widget.png
 
 sync: $(STAMP)
 	$(BIN)/python tools/sync_chapters.py
