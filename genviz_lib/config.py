@@ -102,6 +102,13 @@ def get_device(preference: str | torch.device | None = None) -> torch.device:
     return torch.device(pref)
 
 
+def in_colab() -> bool:
+    """True inside Google Colab (where chapters may download data sets they cannot find)."""
+    import sys
+
+    return "google.colab" in sys.modules
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())

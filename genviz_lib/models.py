@@ -6,6 +6,7 @@ Names follow the papers: :func:`swiss_roll_net` is Huang et al.'s 6-layer net (3
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -18,6 +19,11 @@ SWISS_ROLL_WIDTHS = (23, 16, 26, 32, 28, 31)
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def clones(model: nn.Module, n: int) -> list[nn.Module]:
+    """``n`` independent copies of ``model`` (same weights): one initialization, several trainings."""
+    return [copy.deepcopy(model) for _ in range(n)]
 
 
 class MLP(nn.Sequential):

@@ -122,6 +122,13 @@ def make_optimizer(optimizer, params, lr: float | None = None, **kwargs) -> torc
     raise TypeError(f"optimizer must be a name, an Optimizer class or a factory, got {optimizer!r}")
 
 
+def exponential_decay(steps: int, final_factor: float = 0.03) -> Callable:
+    """A ``scheduler`` factory: the learning rate shrinks geometrically to ``final_factor`` of its start."""
+    if steps < 1 or not 0 < final_factor <= 1:
+        raise ValueError(f"need steps ≥ 1 and 0 < final_factor ≤ 1, got {steps} and {final_factor}")
+    return lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda i: final_factor ** (i / steps))
+
+
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
@@ -148,10 +155,10 @@ class TrainResult:
         return {k: v[-1] for k, v in self.history.items()}
 
     def summary(self) -> str:
+        """One line: ``train 100.0% (loss 0.0012), test 97.0% (loss 0.21); 840 steps, <why it stopped>``."""
         f = self.final
-        test = "" if math.isnan(f["test_acc"]) else f", test acc {f['test_acc']:.1%} (loss {f['test_loss']:.3g})"
-        return (f"{self.steps} steps ({self.stopped}): train acc {f['train_acc']:.1%} "
-                f"(loss {f['train_loss']:.3g}){test}")
+        test = "" if math.isnan(f["test_acc"]) else f", test {f['test_acc']:.1%} (loss {f['test_loss']:.3g})"
+        return f"train {f['train_acc']:.1%} (loss {f['train_loss']:.3g}){test}; {self.steps} steps, {self.stopped}"
 
 
 @torch.no_grad()

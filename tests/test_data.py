@@ -209,3 +209,13 @@ def test_digits_and_mnist1d_generate_locally():
 def test_data_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="X has 3 examples but y has 2 labels"):
         data.Data(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.skipif(not (data.FASHION_MNIST_SYSTEM_DIR / "train-images-idx3-ubyte.gz").exists(),
+                    reason="the Debian package dataset-fashion-mnist is not installed")
+def test_the_real_fashion_mnist_files():
+    images, labels = data.fashion_mnist("train")
+    assert images.shape == (60000, 28, 28) and images.dtype == np.uint8
+    assert np.bincount(labels).tolist() == [6000] * 10
+    images, labels = data.fashion_mnist("test")
+    assert images.shape == (10000, 28, 28) and np.bincount(labels).tolist() == [1000] * 10

@@ -62,3 +62,13 @@ def test_ensemble_rejects_mixed_architectures():
         models.MLPEnsemble([models.swiss_roll_net(), models.minefield_net()])
     with pytest.raises(ValueError, match="at least one member"):
         models.MLPEnsemble([])
+
+
+def test_clones_share_weights_not_storage():
+    net = models.swiss_roll_net()
+    a, b = models.clones(net, 2)
+    for p, q, r in zip(net.parameters(), a.parameters(), b.parameters()):
+        assert torch.equal(p, q) and torch.equal(p, r)
+    with torch.no_grad():
+        next(a.parameters()).add_(1.0)
+    assert not torch.equal(next(a.parameters()), next(net.parameters()))

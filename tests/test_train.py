@@ -12,10 +12,6 @@ def roll():
     return data.swiss_roll(n_train=200, n_test=200, n_poison=1000, seed=0)
 
 
-def _decay(steps):
-    return lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.03 ** (i / steps))
-
-
 # ------------------------------------------------------------------ losses
 
 
@@ -63,6 +59,17 @@ def test_ensemble_losses_are_per_member():
         assert got[k].item() == pytest.approx(expected.item(), rel=1e-12)
 
 
+def test_exponential_decay_reaches_its_final_factor():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+    sched = train.exponential_decay(10, 0.01)(opt)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * 0.01)
+    with pytest.raises(ValueError, match="final_factor"):
+        train.exponential_decay(10, 0.0)
+
+
 def test_wrong_labels_are_always_wrong():
     y = torch.arange(1000) % 10
     wrong = train.wrong_labels(y, 10, seed=0)
@@ -85,7 +92,7 @@ def test_clean_training_generalizes(roll):
 def test_poisoned_training_fits_but_does_not_generalize(roll):
     torch.manual_seed(0)
     r = train.train(models.swiss_roll_net(), roll.train, roll.test, lr=1e-2, steps=2000, poison=roll.poison,
-                    poison_factor=0.1, poison_batch_size=200, clip_grad_norm=8, scheduler=_decay(2000),
+                    poison_factor=0.1, poison_batch_size=200, clip_grad_norm=8, scheduler=train.exponential_decay(2000),
                     eval_every=100, progress=False)
     assert r.final["train_acc"] >= 0.99
     assert r.final["test_acc"] <= 0.60
@@ -173,7 +180,7 @@ def test_attack_and_confusion_sets_hurt_test_accuracy(roll):
                          "confusion": {"confusion": train.confusion_set(extra, 2)}}.items():
         torch.manual_seed(0)
         results[name] = train.train(models.swiss_roll_net(), roll.train, roll.test, lr=1e-2, steps=1500,
-                                    scheduler=_decay(1500), clip_grad_norm=8, eval_every=100, progress=False, **kwargs)
+                                    scheduler=train.exponential_decay(1500), clip_grad_norm=8, eval_every=100, progress=False, **kwargs)
     assert results["clean"].final["test_acc"] >= 0.95
     assert results["attack"].final["train_acc"] >= 0.95
     assert results["attack"].final["test_acc"] < results["clean"].final["test_acc"] - 0.2
