@@ -1,0 +1,249 @@
+"""Loss landscapes as batched objectives over flat parameter vectors.
+
+Every geometric measure of the book works on an *objective* ``f(Θ) → losses`` with ``Θ: [b, n]``
+(``b`` parameter vectors, each flat) and a point ``θ: [n]``. :func:`objective` turns a model and data
+into one (``torch.func.functional_call`` under ``vmap``, chunked to bound memory), so the same code
+measures a ResNet or a quadratic whose answer is known.
+
+Directions follow Li et al. (2018): :func:`filter_normalized_direction` rescales a Gaussian direction
+filter by filter (row by row for a dense layer) to the norms of the weights, and gives biases and
+BatchNorm parameters a zero direction. Slices (:func:`slice_1d`, :func:`slice_2d`) evaluate
+``θ + a·d₁ + b·d₂`` on grids that contain the origin exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from .data import Data
+from .train import class_logits, cross_entropy
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+
+
+def parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The trainable parameters in the order :func:`flatten` uses."""
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def flatten(model: nn.Module) -> torch.Tensor:
+    """All trainable parameters as one flat vector ``θ: [n]`` (a copy)."""
+    return torch.cat([p.detach().reshape(-1) for _, p in parameters(model)])
+
+
+def unflatten(model: nn.Module, theta: torch.Tensor) -> nn.Module:
+    """Write a flat vector into the model's parameters (in place); returns the model."""
+    params = parameters(model)
+    n = sum(p.numel() for _, p in params)
+    if theta.shape != (n,):
+        raise ValueError(f"θ has shape {tuple(theta.shape)} but the model has {n} parameters")
+    with torch.no_grad():
+        offset = 0
+        for _, p in params:
+            p.copy_(theta[offset: offset + p.numel()].view_as(p))
+            offset += p.numel()
+    return model
+
+
+def _split(model: nn.Module, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+    out, offset = {}, 0
+    for name, p in parameters(model):
+        out[name] = theta[offset: offset + p.numel()].view(p.shape)
+        offset += p.numel()
+    return out
+
+
+def _per_example_losses(kind):
+    if callable(kind):
+        return kind
+    if kind == "ce":
+        return cross_entropy
+    if kind == "mse":
+        return lambda out, y: (out - y).pow(2).flatten(1).sum(1)
+    raise ValueError(f"unknown loss {kind!r}: use 'ce', 'mse' or a function (outputs, labels) → per-example losses")
+
+
+class ModelObjective:
+    """``f(Θ) → [b]`` mean losses of ``model`` at the parameter vectors ``Θ: [b, n]`` on ``(X, y)``.
+
+    Evaluated with ``functional_call`` under ``vmap``: ``chunk`` parameter vectors at a time, all the
+    data at once (or ``data_chunk`` examples at a time). BatchNorm and dropout run in eval mode unless
+    ``train_mode=True``. A 1-D ``θ: [n]`` gives a scalar. ``f.n`` is the number of parameters and
+    ``f.theta`` the model's own parameters.
+    """
+
+    def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss="ce", chunk: int = 256,
+                 data_chunk: int | None = None, train_mode: bool = False):
+        if len(X) != len(y):
+            raise ValueError(f"X has {len(X)} examples but y has {len(y)} labels")
+        self.model, self.loss = model, _per_example_losses(loss)
+        device = next(model.parameters()).device
+        self.X, self.y = X.to(device), y.to(device)
+        self.chunk, self.data_chunk, self.train_mode = chunk, data_chunk or len(X), train_mode
+        self.theta = flatten(model)
+        self.n = self.theta.numel()
+        self.buffers = dict(model.named_buffers())
+        try:
+            with torch.no_grad():
+                self(self.theta[None])
+        except RuntimeError as err:
+            raise ValueError(f"the model cannot take inputs of shape {tuple(X.shape[1:])}: {err}") from None
+
+    def _outputs(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, (_split(self.model, theta), self.buffers), (X,))
+
+    def per_example(self, Theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-example losses ``[b, N]`` and the outputs ``[b, N, C]``."""
+        outputs = vmap(lambda t: self._outputs(t, X))(Theta)
+        return self.loss(outputs, y), outputs
+
+    def __call__(self, Theta: torch.Tensor) -> torch.Tensor:
+        single = Theta.ndim == 1
+        Theta = Theta[None] if single else Theta
+        if Theta.shape[-1] != self.n:
+            raise ValueError(f"Θ has {Theta.shape[-1]} columns but the model has {self.n} parameters")
+        was_training = self.model.training
+        self.model.train(self.train_mode)
+        try:
+            parts = []
+            for T in Theta.split(self.chunk):
+                total = 0.0
+                for start in range(0, len(self.X), self.data_chunk):
+                    X, y = self.X[start: start + self.data_chunk], self.y[start: start + self.data_chunk]
+                    total = total + self.per_example(T, X, y)[0].sum(-1)
+                parts.append(total / len(self.X))
+        finally:
+            self.model.train(was_training)
+        out = torch.cat(parts)
+        return out[0] if single else out
+
+
+def objective(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss="ce", chunk: int = 256,
+              data_chunk: int | None = None, train_mode: bool = False) -> ModelObjective:
+    """A batched objective ``f(Θ) → [b]`` for ``model`` on ``(X, y)``; see :class:`ModelObjective`."""
+    return ModelObjective(model, X, y, loss, chunk, data_chunk, train_mode)
+
+
+def metrics(model: nn.Module, splits: Mapping[str, Data], chunk: int = 256) -> Callable[[torch.Tensor], dict]:
+    """``g(Θ) → {"train_loss": [b], "train_acc": [b], "test_loss": …}`` for every named split, from one pass.
+
+    All splits are concatenated and run through the model once per parameter vector; losses are the
+    cross-entropy, accuracies fractions.
+    """
+    names = list(splits)
+    X = torch.cat([splits[k].X for k in names])
+    y = torch.cat([splits[k].y for k in names])
+    bounds = torch.tensor([0] + [len(splits[k]) for k in names]).cumsum(0).tolist()
+    f = objective(model, X, y, chunk=chunk)
+
+    @torch.no_grad()
+    def g(Theta: torch.Tensor) -> dict:
+        Theta = Theta[None] if Theta.ndim == 1 else Theta
+        result = {f"{k}_{m}": [] for k in names for m in ("loss", "acc")}
+        was_training = model.training
+        model.eval()
+        try:
+            for T in Theta.split(chunk):
+                losses, outputs = f.per_example(T, f.X, f.y)
+                correct = (class_logits(outputs).argmax(-1) == f.y).float()
+                for i, k in enumerate(names):
+                    a, b = bounds[i], bounds[i + 1]
+                    result[f"{k}_loss"].append(losses[:, a:b].mean(-1))
+                    result[f"{k}_acc"].append(correct[:, a:b].mean(-1))
+        finally:
+            model.train(was_training)
+        return {k: torch.cat(v) for k, v in result.items()}
+
+    g.n = f.n
+    g.theta = f.theta
+    return g
+
+
+# --------------------------------------------------------------------------------------------
+# Directions
+# --------------------------------------------------------------------------------------------
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """A tensor as filters: one row per slice along dimension 0 (a 1-D tensor is one filter)."""
+    return t.reshape(t.shape[0], -1) if t.ndim >= 2 else t.reshape(1, -1)
+
+
+def filter_normalized_direction(model: nn.Module, generator: torch.Generator | None = None,
+                                one_dim: str = "zero") -> torch.Tensor:
+    """A random direction ``[n]`` normalized filter by filter (Li et al. 2018).
+
+    For each parameter tensor with at least two dimensions, a Gaussian tensor is drawn and each of
+    its slices along dimension 0 (a convolution filter, or a dense layer's output unit) is rescaled
+    to the norm of the matching slice of the weights: ``d_f ← d_f·‖w_f‖/‖d_f‖``. One-dimensional
+    tensors (biases, BatchNorm scales and shifts) get zeros, or with ``one_dim="filter"`` a Gaussian
+    rescaled to their own norm.
+    """
+    if one_dim not in ("zero", "filter"):
+        raise ValueError(f"one_dim must be 'zero' or 'filter', got {one_dim!r}")
+    parts = []
+    for _, p in parameters(model):
+        w = p.detach()
+        if w.ndim < 2 and one_dim == "zero":
+            parts.append(torch.zeros(w.numel(), dtype=w.dtype, device=w.device))
+            continue
+        d = torch.randn(w.shape, generator=generator, dtype=w.dtype, device="cpu").to(w.device)
+        rows_w, rows_d = _rows(w), _rows(d)
+        scale = rows_w.norm(dim=1, keepdim=True) / rows_d.norm(dim=1, keepdim=True).clamp_min(1e-30)
+        parts.append((rows_d * scale).reshape(-1))
+    return torch.cat(parts)
+
+
+def random_directions(n: int, m: int, generator: torch.Generator | None = None,
+                      dtype=torch.float32) -> torch.Tensor:
+    """``m`` directions drawn uniformly from the unit sphere in ``n`` dimensions: ``[m, n]``."""
+    d = torch.randn(m, n, generator=generator, dtype=dtype)
+    return d / d.norm(dim=1, keepdim=True)
+
+
+def orthogonalize(d2: torch.Tensor, d1: torch.Tensor) -> torch.Tensor:
+    """``d2`` minus its projection on ``d1``, rescaled to keep the norm of ``d2``."""
+    d = d2 - (d2 @ d1) / (d1 @ d1) * d1
+    return d * (d2.norm() / d.norm())
+
+
+def grid(lo: float, hi: float, num: int) -> torch.Tensor:
+    """``num`` evenly spaced points from ``lo`` to ``hi`` with 0 among them exactly.
+
+    The step is ``(hi − lo)/(num − 1)``; when 0 does not fall on it, the nearest point is moved to 0.
+    """
+    if not lo < 0 < hi or num < 3:
+        raise ValueError(f"need lo < 0 < hi and num ≥ 3, got {lo}, {hi}, {num}")
+    g = torch.linspace(lo, hi, num, dtype=torch.float64)
+    g[g.abs().argmin()] = 0.0
+    return g
+
+
+def slice_1d(f: Objective, theta: torch.Tensor, direction: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """``f(θ + a·d)`` for each ``a`` in ``alphas``: ``[len(alphas)]`` (or a dict of them for :func:`metrics`)."""
+    alphas = torch.as_tensor(alphas, dtype=theta.dtype, device=theta.device)
+    with torch.no_grad():
+        return f(theta[None] + alphas[:, None] * direction[None])
+
+
+def slice_2d(f: Objective, theta: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, alphas: torch.Tensor,
+             betas: torch.Tensor):
+    """``f(θ + a·d₁ + b·d₂)`` on the grid: ``[len(betas), len(alphas)]`` (rows follow ``b``, columns ``a``).
+
+    The orientation is that of ``matplotlib``'s ``contour(alphas, betas, Z)``. With a :func:`metrics`
+    objective, each entry of the returned dict has that shape.
+    """
+    alphas = torch.as_tensor(alphas, dtype=theta.dtype, device=theta.device)
+    betas = torch.as_tensor(betas, dtype=theta.dtype, device=theta.device)
+    B, A = torch.meshgrid(betas, alphas, indexing="ij")
+    points = theta[None] + A.reshape(-1, 1) * d1[None] + B.reshape(-1, 1) * d2[None]
+    with torch.no_grad():
+        values = f(points)
+    shape = (len(betas), len(alphas))
+    if isinstance(values, dict):
+        return {k: v.reshape(shape) for k, v in values.items()}
+    return values.reshape(shape)
