@@ -99,8 +99,8 @@ def top_eigenvalues(f: Objective, theta: torch.Tensor, k: int = 1, method: str =
 
     ``method="lanczos"``: Lanczos with full reorthogonalization, grown until each of the top ``k``
     Ritz values has residual ``≤ tol·|λ|``. ``method="power"``: power iteration on the Hessian
-    deflated by the eigenpairs already found, each run until ``λ`` changes by less than ``tol``
-    relative (it finds the eigenvalues of largest magnitude, which for a minimizer's Hessian are the
+    deflated by the eigenpairs already found, each run until its residual ``‖Hv − λv‖`` is within
+    ``tol·|λ|`` (it finds the eigenvalues of largest magnitude, which for a minimizer's Hessian are the
     largest ones). With ``return_info=True`` an :class:`Eigen` with vectors, residuals and the HVP
     count is returned instead.
     """
@@ -128,7 +128,6 @@ def top_eigenvalues(f: Objective, theta: torch.Tensor, k: int = 1, method: str =
         vals, vecs = [], []
         for _ in range(k):
             v = torch.randn(n, generator=generator, dtype=dtype).to(theta.device)
-            lam = 0.0
             while True:
                 for u in vecs:
                     v = v - (u @ v) * u
@@ -136,9 +135,10 @@ def top_eigenvalues(f: Objective, theta: torch.Tensor, k: int = 1, method: str =
                 w = matvec(v)
                 for lam_j, u in zip(vals, vecs):
                     w = w - lam_j * (u @ v) * u
-                new = float(v @ w)
-                converged = abs(new - lam) <= tol * abs(new)
-                lam, v = new, w
+                lam = float(v @ w)
+                # the same criterion as Lanczos: the residual ‖Hv − λv‖ within tol·|λ|
+                converged = float((w - lam * v).norm()) <= tol * abs(lam)
+                v = w
                 if converged or count >= max_hvps:
                     break
             v = v / v.norm()
