@@ -83,10 +83,10 @@ def test_wrong_labels_are_always_wrong():
 def test_clean_training_generalizes(roll):
     torch.manual_seed(0)
     r = train.train(models.swiss_roll_net(), roll.train, roll.test, lr=3e-3, steps=2000,
-                    clip_grad_norm=8, stop_at_accuracy=1.0, progress=False)
+                    clip_grad_norm=8, stop_at_loss=1e-3, progress=False)
     assert r.final["train_acc"] == 1.0
     assert r.final["test_acc"] >= 0.95
-    assert r.steps < 2000 and r.stopped.startswith("train accuracy")
+    assert r.steps < 2000 and r.stopped.startswith("train loss")
 
 
 def test_poisoned_training_fits_but_does_not_generalize(roll):
