@@ -6,6 +6,9 @@ Layers, each importing only from the ones above it in this list:
 - :mod:`genviz_lib.data`    — swiss roll, spirals, rings, Fashion-MNIST, digits, MNIST-1D, CIFAR-10, SVHN
 - :mod:`genviz_lib.models`  — MLPs (and batched MLP ensembles), small CNNs, VGG, CIFAR ResNet-20
 - :mod:`genviz_lib.train`   — one trainer: poisoning, attack and confusion sets, checkpoints, ensembles
+- :mod:`genviz_lib.landscape` — batched objectives over flat parameters, filter-normalized directions, slices
+- :mod:`genviz_lib.volume`  — basin radius and log-volume
+- :mod:`genviz_lib.curvature` — Hessian-vector products, Lanczos, Hutchinson, spectral density
 - :mod:`genviz_lib.viz`     — figures
 - :mod:`genviz_lib.widgets` — ipywidgets that also work in the static book
 """
