@@ -96,29 +96,32 @@ class ModelObjective:
     def _outputs(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, (_split(self.model, theta), self.buffers), (X,))
 
-    def per_example(self, Theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def per_example(self, Theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example losses ``[b, N]`` and the outputs ``[b, N, C]``."""
         outputs = vmap(lambda t: self._outputs(t, X))(Theta)
         return self.loss(outputs, y), outputs
 
-    def __call__(self, Theta: torch.Tensor) -> torch.Tensor:
-        single = Theta.ndim == 1
-        Theta = Theta[None] if single else Theta
-        if Theta.shape[-1] != self.n:
+    def map_chunks(self, Theta: torch.Tensor, fn: Callable[[torch.Tensor], object]) -> list:
+        """``[fn(T) for T in chunks of Θ]`` with the model in the objective's mode (restored afterwards)."""
+        if Theta.ndim != 2 or Theta.shape[-1] != self.n:
             raise ValueError(f"Θ has {Theta.shape[-1]} columns but the model has {self.n} parameters")
         was_training = self.model.training
         self.model.train(self.train_mode)
         try:
-            parts = []
-            for T in Theta.split(self.chunk):
-                total = 0.0
-                for start in range(0, len(self.X), self.data_chunk):
-                    X, y = self.X[start: start + self.data_chunk], self.y[start: start + self.data_chunk]
-                    total = total + self.per_example(T, X, y)[0].sum(-1)
-                parts.append(total / len(self.X))
+            return [fn(T) for T in Theta.split(self.chunk)]
         finally:
             self.model.train(was_training)
-        out = torch.cat(parts)
+
+    def _mean_loss(self, T: torch.Tensor) -> torch.Tensor:
+        total = 0.0
+        for start in range(0, len(self.X), self.data_chunk):
+            X, y = self.X[start: start + self.data_chunk], self.y[start: start + self.data_chunk]
+            total = total + self.per_example(T, X, y)[0].sum(-1)
+        return total / len(self.X)
+
+    def __call__(self, Theta: torch.Tensor) -> torch.Tensor:
+        single = Theta.ndim == 1
+        out = torch.cat(self.map_chunks(Theta[None] if single else Theta, self._mean_loss))
         return out[0] if single else out
 
 
@@ -140,23 +143,16 @@ def metrics(model: nn.Module, splits: Mapping[str, Data], chunk: int = 256) -> C
     bounds = torch.tensor([0] + [len(splits[k]) for k in names]).cumsum(0).tolist()
     f = objective(model, X, y, chunk=chunk)
 
+    def split_means(T: torch.Tensor) -> dict:
+        losses, outputs = f.per_example(T, f.X, f.y)
+        correct = (class_logits(outputs).argmax(-1) == f.y).float()
+        return {f"{k}_{m}": v[:, a:b].mean(-1) for k, a, b in zip(names, bounds, bounds[1:])
+                for m, v in (("loss", losses), ("acc", correct))}
+
     @torch.no_grad()
     def g(Theta: torch.Tensor) -> dict:
-        Theta = Theta[None] if Theta.ndim == 1 else Theta
-        result = {f"{k}_{m}": [] for k in names for m in ("loss", "acc")}
-        was_training = model.training
-        model.eval()
-        try:
-            for T in Theta.split(chunk):
-                losses, outputs = f.per_example(T, f.X, f.y)
-                correct = (class_logits(outputs).argmax(-1) == f.y).float()
-                for i, k in enumerate(names):
-                    a, b = bounds[i], bounds[i + 1]
-                    result[f"{k}_loss"].append(losses[:, a:b].mean(-1))
-                    result[f"{k}_acc"].append(correct[:, a:b].mean(-1))
-        finally:
-            model.train(was_training)
-        return {k: torch.cat(v) for k, v in result.items()}
+        parts = f.map_chunks(Theta[None] if Theta.ndim == 1 else Theta, split_means)
+        return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
     g.n = f.n
     g.theta = f.theta
