@@ -107,6 +107,8 @@ def top_eigenvalues(f: Objective, theta: torch.Tensor, k: int = 1, method: str =
     n = theta.numel()
     if not 1 <= k <= n:
         raise ValueError(f"k must lie in 1..{n}, got {k}")
+    if method not in ("lanczos", "power"):
+        raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
     dtype = torch.float64
     count = 0
 
@@ -115,16 +117,16 @@ def top_eigenvalues(f: Objective, theta: torch.Tensor, k: int = 1, method: str =
         count += 1
         return hvp(f, theta, v.to(theta.dtype)).to(dtype)
 
-    v0 = torch.randn(n, generator=generator, dtype=dtype).to(theta.device)
     if method == "lanczos":
         def converged(vals, residuals):
             top = vals.argsort(descending=True)[:k]
             return len(vals) >= k and bool((residuals[top] <= tol * vals[top].abs()).all())
 
+        v0 = torch.randn(n, generator=generator, dtype=dtype).to(theta.device)
         vals, S, _, Q = lanczos(matvec, v0, min(n, max_hvps), converged)
         order = vals.argsort(descending=True)[:k]
         vals, vectors = vals[order], S[:, order].T.to(Q.device) @ Q
-    elif method == "power":
+    else:
         vals, vecs = [], []
         for _ in range(k):
             v = torch.randn(n, generator=generator, dtype=dtype).to(theta.device)
@@ -148,11 +150,9 @@ def top_eigenvalues(f: Objective, theta: torch.Tensor, k: int = 1, method: str =
         vectors = torch.stack(vecs)
         order = vals.argsort(descending=True)
         vals, vectors = vals[order], vectors[order]
-    else:
-        raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
     if not return_info:
         return vals
-    H_v = torch.stack([hvp(f, theta, v.to(theta.dtype)).to(dtype) for v in vectors])
+    H_v = hvp(f, theta, vectors.to(theta.dtype)).to(dtype)  # true residuals, not the Ritz estimates
     residuals = (H_v - vals[:, None] * vectors).norm(dim=1)
     return Eigen(vals, vectors, residuals, count)
 

@@ -105,3 +105,11 @@ def test_frobenius_estimate(spd):
                                                     samples=400, generator=torch.Generator().manual_seed(0))
     truth = float((exact ** 2).sum())
     assert abs(estimate - truth) < 4 * stderr and stderr < 0.1 * truth
+
+
+def test_unknown_eigen_method_is_refused_before_any_work():
+    calls = []
+    f = lambda T: calls.append(1) or quadratic(torch.eye(3, dtype=torch.float64))(T)
+    with pytest.raises(ValueError, match="method must be 'lanczos' or 'power'"):
+        curvature.top_eigenvalues(f, torch.zeros(3, dtype=torch.float64), k=1, method="arnoldi")
+    assert not calls
