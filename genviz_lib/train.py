@@ -291,17 +291,20 @@ def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, opti
     reason = ["step budget used"] * members
     nan = torch.full((members,), float("nan"), dtype=torch.float64)
 
+    def draw() -> tuple:
+        """This step's batches: drawn once per step, so LBFGS's repeated closure calls see the same ones."""
+        return (batches.next(), poison_batches.next() if poisoned else None,
+                attack_batches.next() if attack_batches is not None else None)
+
     def objective() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
-        b = batches.next()
+        b, p, a = current
         out = model(b.X)
         if poisoned:
-            p = poison_batches.next()
             loss = poisoned_loss(out, b.y, model(p.X), p.y, beta)
         else:
             loss = cross_entropy(out, b.y).mean(-1)
-        if attack_batches is not None:
-            a = attack_batches.next()
+        if a is not None:
             loss = loss + attack_weight * cross_entropy(model(a.X), a.y).mean(-1)
         if not torch.isfinite(loss).all():
             bad = int((~torch.isfinite(loss.reshape(-1))).nonzero()[0])
@@ -343,6 +346,7 @@ def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, opti
         frozen = ~active
         if frozen.any():  # members that reached their target keep their weights
             saved = [p.detach()[frozen.to(p.device)].clone() for p in params]
+        current = draw()
         if is_lbfgs:
             opt.step(objective)
         else:

@@ -222,3 +222,14 @@ def test_a_diverging_run_names_the_step_and_the_fix(roll):
     with pytest.raises(FloatingPointError, match=r"at step \d+.*lower the learning rate"):
         train.train(models.swiss_roll_net(), Data(X, roll.train.y), optimizer="sgd", lr=1e6, steps=50,
                     progress=False)
+
+
+def test_lbfgs_sees_one_batch_per_step(roll, monkeypatch):
+    # LBFGS calls its closure several times per step; all of them must see the same poison batch
+    draws = []
+    original = train._PoolSampler.next
+    monkeypatch.setattr(train._PoolSampler, "next", lambda self: draws.append(1) or original(self))
+    torch.manual_seed(0)
+    train.train(models.swiss_roll_net(), roll.train, optimizer="lbfgs", lr=0.5, steps=3, poison=roll.poison,
+                poison_factor=0.2, poison_batch_size=50, optimizer_kwargs={"max_iter": 5}, progress=False)
+    assert len(draws) == 3
