@@ -66,13 +66,15 @@ def log_volume_interval(radii: torch.Tensor, n: int, samples: int = 2000, level:
     return float(log_volume(radii, n)), low, high
 
 
-def _evaluate(f: Objective, theta, directions, t, start) -> torch.Tensor:
+def _evaluate(f: Objective, theta, directions, t, start, index=None) -> torch.Tensor:
+    """``f(θ + t_i·d_i)``; ``index`` maps rows back to direction numbers (offset by ``start``) for errors."""
     with torch.no_grad():
         values = f(theta[None] + t[:, None] * directions).to(torch.float64)
     bad = ~torch.isfinite(values)
     if bad.any():
         i = int(bad.nonzero()[0])
-        raise ValueError(f"the loss is {values[i].item()} along direction {start + i} at distance "
+        which = start + (int(index[i]) if index is not None else i)
+        raise ValueError(f"the loss is {values[i].item()} along direction {which} at distance "
                          f"{t[i].item():.4g}: check the model and data, or lower r_max")
     return values
 
@@ -132,17 +134,16 @@ def basin_radius(f: Objective, theta: torch.Tensor, directions: torch.Tensor, cu
         cap = torch.isinf(hi)
         hi[cap] = r_max
         # Bisection, one batched evaluation per step for all (cutoff, direction) pairs still open.
-        for c in range(len(cutoffs)):
-            open_ = ~cap[c] & (hi[c] - lo[c] > rtol * hi[c])
-            while open_.any():
-                idx = open_.nonzero().reshape(-1)
-                mid = 0.5 * (lo[c, idx] + hi[c, idx])
-                values = _evaluate(f, theta, d[idx], mid.to(theta.dtype), start)
-                evaluations += len(idx)
-                up = values >= cutoffs[c]
-                hi[c, idx[up]] = mid[up]
-                lo[c, idx[~up]] = mid[~up]
-                open_ = ~cap[c] & (hi[c] - lo[c] > rtol * hi[c])
+        open_ = ~cap & (hi - lo > rtol * hi)
+        while open_.any():
+            c_idx, d_idx = open_.nonzero(as_tuple=True)
+            mid = 0.5 * (lo[c_idx, d_idx] + hi[c_idx, d_idx])
+            values = _evaluate(f, theta, d[d_idx], mid.to(theta.dtype), start, d_idx)
+            evaluations += len(d_idx)
+            up = values >= cutoffs[c_idx]
+            hi[c_idx[up], d_idx[up]] = mid[up]
+            lo[c_idx[~up], d_idx[~up]] = mid[~up]
+            open_ = ~cap & (hi - lo > rtol * hi)
         radii[:, start: start + k] = hi
         capped[:, start: start + k] = cap
     if capped.all():
