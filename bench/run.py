@@ -1,13 +1,14 @@
 """Benchmarks: each runs a fast path and a plain reference path on the same work, in one run, and
 prints both times and their ratio. ``make bench`` runs them all; pass names to run some.
 
-    python bench/run.py [ensemble ...]
+    python bench/run.py [radii surface surface-cnn eigenvalues ensemble] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import time
 
 import torch
@@ -52,7 +53,9 @@ def bench_ensemble(members: int = 16, steps: int = 300) -> dict:
                     "paths agree to 1e-7, see tests/test_train.py)"}
 
 
+@functools.lru_cache(maxsize=1)
 def _trained_swiss_roll_net():
+    """One trained swiss-roll net shared by the benchmarks (callers must not modify it)."""
     roll = data.swiss_roll(n_train=200, n_test=200, seed=0)
     torch.manual_seed(0)
     result = train.train(models.swiss_roll_net(), roll.train, lr=3e-3, steps=3000, clip_grad_norm=8,
@@ -130,7 +133,8 @@ def bench_surface_cnn() -> dict:
 def bench_eigenvalues(k: int = 10) -> dict:
     """Top-k Hessian eigenvalues of the swiss-roll net to 1e-3 relative: Lanczos vs deflated power iteration."""
     net, roll = _trained_swiss_roll_net()
-    f = landscape.objective(net.double(), roll.train.X.double(), roll.train.y)
+    net = copy.deepcopy(net).double()
+    f = landscape.objective(net, roll.train.X.double(), roll.train.y)
     theta = landscape.flatten(net)
     opts = dict(k=k, tol=1e-3, max_hvps=20000, return_info=True)
     lz, t_lz = _timed(lambda: curvature.top_eigenvalues(f, theta, method="lanczos",

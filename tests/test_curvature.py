@@ -113,3 +113,10 @@ def test_unknown_eigen_method_is_refused_before_any_work():
     with pytest.raises(ValueError, match="method must be 'lanczos' or 'power'"):
         curvature.top_eigenvalues(f, torch.zeros(3, dtype=torch.float64), k=1, method="arnoldi")
     assert not calls
+
+
+def test_power_iteration_warns_when_it_runs_out_of_hvps(spd):
+    A, _ = spd
+    with pytest.warns(UserWarning, match="power iteration used its 5 HVPs"):
+        curvature.top_eigenvalues(quadratic(A), torch.zeros(60, dtype=torch.float64), k=3, method="power",
+                                  tol=1e-10, max_hvps=5, generator=torch.Generator().manual_seed(0))
