@@ -47,6 +47,35 @@ def test_objective_matches_a_plain_forward_pass():
         f(Theta[:, :10])
 
 
+def test_conv_objective_strategies_agree_with_a_plain_forward_pass():
+    torch.manual_seed(0)
+    net = models.SmallCNN((3, 4), in_channels=1, image_size=8, num_classes=5)
+    X, y = torch.randn(23, 1, 8, 8), torch.randint(0, 5, (23,))
+    theta = landscape.flatten(net)
+    Theta = theta + 0.1 * torch.randn(4, theta.numel())
+    expected = []
+    for point in Theta:
+        landscape.unflatten(net, point)
+        expected.append(torch.nn.functional.cross_entropy(net(X), y).item())
+    landscape.unflatten(net, theta)
+    loop = landscape.objective(net, X, y, data_chunk=5)  # 23 = 4 chunks of 5 and one of 3
+    assert loop.strategy == "loop" and loop.data_chunk == 5
+    assert landscape.objective(net, X, y).data_chunk == 256
+    batched = landscape.objective(net, X, y, strategy="vmap", chunk=3)
+    assert batched.strategy == "vmap"
+    with torch.no_grad():
+        np.testing.assert_allclose(loop(Theta).numpy(), expected, rtol=1e-5)
+        np.testing.assert_allclose(batched(Theta).numpy(), expected, rtol=1e-5)
+    g = landscape.metrics(net, {"train": Data(X, y), "test": Data(X[:7], y[:7])})
+    np.testing.assert_allclose(g(Theta)["train_loss"].numpy(), expected, rtol=1e-5)
+    # gradients flow through the loop as through vmap
+    from genviz_lib import curvature
+    torch.testing.assert_close(curvature.gradient(loop, theta), curvature.gradient(batched, theta),
+                               rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="strategy must be"):
+        landscape.objective(net, X, y, strategy="fast")
+
+
 def test_objective_rejects_data_that_does_not_fit_the_model():
     with pytest.raises(ValueError, match=r"cannot take inputs of shape \(3,\)"):
         landscape.objective(models.swiss_roll_net(), torch.randn(5, 3), torch.zeros(5, dtype=torch.long))
