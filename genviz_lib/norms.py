@@ -1,0 +1,184 @@
+"""Norms, margins and the normalized network (Neyshabur et al. 2017, §2.2; Poggio et al. 2020).
+
+Norm-based measures only mean something relative to the scale of the outputs, so Neyshabur et al.
+divide each by the squared *margin* ``γ``, a low percentile of ``f(x)[y] − max_{j≠y} f(x)[j]`` over the
+training set (:func:`margin`). :func:`measures` returns the four of their Fig. 1, each with the terms that
+depend only on depth and width dropped, as in their plots:
+
+- ℓ2: ``Π_i ‖W_i‖_F² / γ²``
+- spectral: ``Π_i ‖W_i‖_2² / γ²`` (a convolution's kernel taken as the matrix ``[out, in·k·k]``)
+- ℓ1-path: ``(Σ_paths Π_i |W_i[j_i, j_{i−1}]|)² / γ²``
+- ℓ2-path: ``Σ_paths Π_i W_i[j_i, j_{i−1}]² / γ²``
+
+:func:`path_norm` sums over all input→output paths with one forward pass: weights replaced by
+``|w|^p``, an all-ones input, and every output summed (exact for bias-free nets of linear and
+convolutional layers and ReLUs, where a path's product is the product of its weights).
+
+Poggio et al.'s normalized network (:func:`normalized_network`) divides each layer's weights by
+their norm; a bias-free ReLU net is positively homogeneous in each layer, so ``f(W; x) = ρ · f(W̃; x)``
+with ``ρ = Π_i ‖W_i‖``: the same predictions, and the cross-entropy of ``f̃`` is the *normalized loss*
+(:func:`normalized_loss`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .train import class_logits, cross_entropy
+
+
+def margins(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example margins ``f(x)[y] − max_{j≠y} f(x)[j]`` ``[N]`` (a single logit ``z`` counts as ``[0, z]``)."""
+    with torch.no_grad():
+        logits = class_logits(model(X))
+    y = y.to(logits.device)
+    true = logits.gather(1, y[:, None])[:, 0]
+    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return true - others
+
+
+def margin(model: nn.Module, X: torch.Tensor, y: torch.Tensor, percentile: float = 5.0) -> float:
+    """Neyshabur et al.'s margin ``γ``: the ``⌈εm⌉``-th smallest margin over the ``m`` points, ``ε = percentile/100``
+    (the lowest γ that at least ``⌈εm⌉`` points fall short of or reach; their "5th percentile")."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    values = margins(model, X, y).sort().values
+    k = max(1, math.ceil(percentile / 100 * len(values)))
+    return values[k - 1].item()
+
+
+def weight_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The layers' weights (every parameter with at least two dimensions), in order."""
+    return [(name, p.detach()) for name, p in model.named_parameters() if p.ndim >= 2]
+
+
+def _require_bias_free(model: nn.Module, why: str) -> None:
+    for name, p in model.named_parameters():
+        if p.ndim < 2:
+            raise ValueError(f"{why} needs a bias-free net without BatchNorm, but the model has the parameter {name!r} "
+                             f"of shape {tuple(p.shape)} (build it with bias=False)")
+
+
+def layer_norms(model: nn.Module, p: float = 2) -> torch.Tensor:
+    """Entrywise ``‖W_i‖_p`` of each layer's weights (``p = 2``: Frobenius; ``p = inf``: largest entry), float64."""
+    return torch.stack([torch.linalg.vector_norm(W.double(), ord=p) for _, W in weight_tensors(model)])
+
+
+def frobenius_product(model: nn.Module) -> float:
+    """``Π_i ‖W_i‖_F``."""
+    return float(layer_norms(model, 2).prod())
+
+
+def spectral_product(model: nn.Module) -> float:
+    """``Π_i ‖W_i‖_2``, a convolution's kernel reshaped to ``[out, in·k·k]``."""
+    return float(torch.stack([torch.linalg.matrix_norm(W.double().flatten(1), ord=2)
+                              for _, W in weight_tensors(model)]).prod())
+
+
+_PATH_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ReLU, nn.Flatten, nn.Identity, nn.AvgPool2d,
+                 nn.Dropout)
+
+
+def _input_shape(model: nn.Module, input_shape) -> tuple:
+    if input_shape is not None:
+        return tuple(input_shape)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            return (m.in_features,)
+        if isinstance(m, nn.modules.conv._ConvNd):
+            break
+    raise ValueError("give input_shape (the shape of one example) for a model that does not start with nn.Linear")
+
+
+def path_norm(model: nn.Module, p: float = 2, input_shape: Sequence[int] | None = None) -> float:
+    """``(Σ_paths Π_i |W_i[j_i, j_{i−1}]|^p)^{1/p}`` over all input→output paths, by one forward pass.
+
+    With every weight replaced by ``|w|^p`` all pre-activations are non-negative, the ReLUs pass them
+    unchanged, and on an all-ones input each output sums the products of the paths ending at it. For
+    bias-free nets made of linear and convolutional layers, ReLUs, average pooling and flattening.
+    """
+    if p <= 0 or math.isinf(p):
+        raise ValueError(f"p must be a positive finite number, got {p}")
+    _require_bias_free(model, "path_norm")
+    for m in model.modules():
+        if len(list(m.children())) == 0 and not isinstance(m, _PATH_MODULES):
+            raise ValueError(f"path_norm cannot sum paths through {type(m).__name__} (not linear in its input)")
+    shape = _input_shape(model, input_shape)
+    params = {name: W.double().abs().pow(p) for name, W in weight_tensors(model)}
+    probe = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        total = functional_call(probe, params, (torch.ones(1, *shape, dtype=torch.float64),)).sum()
+    return total.item() ** (1 / p)
+
+
+def measures(model: nn.Module, X: torch.Tensor, y: torch.Tensor, percentile: float = 5.0,
+             input_shape: Sequence[int] | None = None) -> dict[str, float]:
+    """Neyshabur et al.'s Fig. 1 measures (``l2``, ``spectral``, ``l1_path``, ``l2_path``), each over ``γ²``,
+    with ``margin`` itself. A non-positive margin (the net misclassifies more than ``percentile`` % of
+    the points) makes them meaningless, and raises."""
+    gamma = margin(model, X, y, percentile)
+    if gamma <= 0:
+        raise ValueError(f"the {percentile}th-percentile margin is {gamma:.3g} ≤ 0: the net does not fit the data")
+    if input_shape is None:
+        input_shape = tuple(X.shape[1:])
+    return {"margin": gamma,
+            "l2": frobenius_product(model) ** 2 / gamma ** 2,
+            "spectral": spectral_product(model) ** 2 / gamma ** 2,
+            "l1_path": path_norm(model, 1, input_shape) ** 2 / gamma ** 2,
+            "l2_path": path_norm(model, 2, input_shape) ** 2 / gamma ** 2}
+
+
+def normalized_network(model: nn.Module, p: float = 2) -> tuple[nn.Module, float]:
+    """``(f̃, ρ)``: a copy with each layer's weights divided by their ``‖·‖_p`` and ``ρ = Π_i ‖W_i‖_p``.
+
+    For a bias-free ReLU net ``f(W; x) = ρ · f(W̃; x)``: predictions are unchanged, and scaling one layer
+    by ``a > 0`` and the next by ``1/a`` leaves ``f̃`` unchanged (Poggio et al.). ``ρ`` is a float64
+    number; the copy keeps the model's dtype.
+    """
+    _require_bias_free(model, "normalized_network")
+    norms = layer_norms(model, p)
+    if bool((norms == 0).any()):
+        raise ValueError("a layer's weights are all zero: the net cannot be normalized")
+    normalized = copy.deepcopy(model)
+    with torch.no_grad():
+        for (name, W), norm in zip(weight_tensors(normalized), norms):
+            normalized.get_parameter(name).copy_((W.double() / norm).to(W.dtype))
+    return normalized, float(norms.prod())
+
+
+def normalized_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, p: float = 2,
+                    dtype: torch.dtype = torch.float64, batch: int = 4096) -> float:
+    """Poggio et al.'s normalized cross-entropy: the mean cross-entropy of the normalized network ``f̃``.
+
+    Computed in ``dtype`` (float64 by default: for ten classes the values all sit just above ``ln 10``
+    and differ in the fourth or fifth decimal).
+    """
+    normalized, _ = normalized_network(copy.deepcopy(model).to(dtype), p)  # normalize in dtype, not before
+    normalized.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(X), batch):
+            out = normalized(X[start: start + batch].to(dtype))
+            total += cross_entropy(out, y[start: start + batch].to(out.device)).sum().item()
+    return total / len(X)
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's rank correlation τ-b between two sequences (ties counted as in τ-b)."""
+    x = torch.as_tensor(x, dtype=torch.float64).flatten()
+    y = torch.as_tensor(y, dtype=torch.float64).flatten()
+    if x.shape != y.shape or len(x) < 2:
+        raise ValueError("need two sequences of the same length, at least 2")
+    i, j = torch.triu_indices(len(x), len(x), offset=1)
+    sx, sy = torch.sign(x[i] - x[j]), torch.sign(y[i] - y[j])
+    concordant_minus_discordant = (sx * sy).sum()
+    n_x, n_y = (sx != 0).sum(), (sy != 0).sum()
+    if n_x == 0 or n_y == 0:
+        raise ValueError("a sequence is constant: τ is undefined")
+    return float(concordant_minus_discordant / torch.sqrt(n_x.double() * n_y.double()))

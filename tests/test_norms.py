@@ -1,0 +1,127 @@
+import itertools
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+from torch import nn
+
+from genviz_lib import models, norms
+
+
+def brute_force_path_sum(matrices, p):
+    """Σ over all input→output paths of Π |W[j_i, j_{i−1}]|^p, by enumerating the paths."""
+    sizes = [matrices[0].shape[1]] + [M.shape[0] for M in matrices]
+    total = 0.0
+    for path in itertools.product(*[range(s) for s in sizes]):
+        prod = 1.0
+        for M, (j_in, j_out) in zip(matrices, zip(path, path[1:])):
+            prod *= abs(M[j_out, j_in].item()) ** p
+        total += prod
+    return total
+
+
+def test_margins_and_the_percentile_margin():
+    logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0], [1.0, 1.0, 4.0]])
+    got = norms.margins(nn.Identity(), logits, torch.tensor([0, 2, 2]))
+    torch.testing.assert_close(got, torch.tensor([1.0, -6.0, 3.0]))
+    X = torch.stack([torch.tensor([0.0, float(k)]) for k in range(1, 11)])  # margins 1..10 (single logit → [0, z])
+    y = torch.ones(10, dtype=torch.long)
+    assert norms.margin(nn.Identity(), X[:, 1:], y, percentile=5) == 1.0
+    assert norms.margin(nn.Identity(), X[:, 1:], y, percentile=20) == 2.0
+    assert norms.margin(nn.Identity(), X[:, 1:], y, percentile=25) == 3.0
+
+
+def test_path_norms_equal_enumeration_of_paths_on_a_tiny_mlp():
+    torch.manual_seed(0)
+    net = models.MLP(3, [4, 5], 2, bias=False)
+    mats = [W for _, W in norms.weight_tensors(net)]
+    for p in (1, 2, 3):
+        assert norms.path_norm(net, p) == pytest.approx(brute_force_path_sum(mats, p) ** (1 / p), rel=1e-10)
+
+
+def test_path_norm_of_a_conv_net_equals_enumeration_through_its_unrolled_layers():
+    torch.manual_seed(1)
+    net = models.SmallCNN((2,), in_channels=1, image_size=4, num_classes=3, bias=False).double()
+    conv, linear = net.features[0], net.classifier
+    # a single convolution as a dense [outputs, inputs] matrix: each entry is one kernel weight or 0
+    dense = torch.autograd.functional.jacobian(lambda x: conv(x.view(1, 1, 4, 4)).flatten(), torch.zeros(16,
+                                                                                                       dtype=torch.float64))
+    mats = [dense, linear.weight.detach()]
+    for p in (1, 2):
+        assert norms.path_norm(net, p, input_shape=(1, 4, 4)) == pytest.approx(
+            brute_force_path_sum(mats, p) ** (1 / p), rel=1e-10)
+    with pytest.raises(ValueError, match="input_shape"):
+        norms.path_norm(net, 2)
+
+
+def test_path_norm_rejects_biases_and_max_pooling():
+    with pytest.raises(ValueError, match="bias-free"):
+        norms.path_norm(models.MLP(3, [4], 2), 2)
+    with pytest.raises(ValueError, match="MaxPool2d"):
+        norms.path_norm(nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.MaxPool2d(2)), 2, input_shape=(1, 6, 6))
+
+
+def test_measures_are_norm_products_over_the_squared_margin():
+    torch.manual_seed(2)
+    net = models.MLP(4, [6], 3, bias=False).double()
+    X = torch.randn(50, 4, dtype=torch.float64)
+    y = net(X).argmax(1)  # the net fits these labels, so the margin is positive
+    got = norms.measures(net, X, y)
+    gamma = norms.margin(net, X, y)
+    W1, W2 = (W for _, W in norms.weight_tensors(net))
+    assert got["margin"] == gamma > 0
+    assert got["l2"] == pytest.approx((W1.norm() * W2.norm()).item() ** 2 / gamma ** 2)
+    spectral = np.linalg.norm(W1.numpy(), 2) * np.linalg.norm(W2.numpy(), 2)
+    assert got["spectral"] == pytest.approx(spectral ** 2 / gamma ** 2)
+    assert got["l2_path"] == pytest.approx(brute_force_path_sum([W1, W2], 2) / gamma ** 2)
+    assert got["l1_path"] == pytest.approx(brute_force_path_sum([W1, W2], 1) ** 2 / gamma ** 2)
+    with pytest.raises(ValueError, match="does not fit"):
+        norms.measures(net, X, (y + 1) % 3)
+
+
+@pytest.mark.parametrize("p", [1, 2, float("inf")])
+def test_normalized_network_is_homogeneous_and_rescaling_invariant(p):
+    torch.manual_seed(3)
+    net = models.SmallCNN((3, 4), in_channels=1, image_size=8, num_classes=5, bias=False).double()
+    X = torch.randn(20, 1, 8, 8, dtype=torch.float64)
+    normalized, rho = norms.normalized_network(net, p)
+    with torch.no_grad():
+        torch.testing.assert_close(net(X), rho * normalized(X), rtol=1e-10, atol=1e-12)
+        assert torch.equal(net(X).argmax(1), normalized(X).argmax(1))
+    for _, W in norms.weight_tensors(normalized):
+        assert torch.linalg.vector_norm(W, ord=p).item() == pytest.approx(1.0)
+    # scale the first layer by a and the second by 1/a: same function, same normalized network
+    rescaled = models.SmallCNN((3, 4), in_channels=1, image_size=8, num_classes=5, bias=False).double()
+    rescaled.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        rescaled.features[0].weight.mul_(7.0)
+        rescaled.features[2].weight.div_(7.0)
+    normalized2, rho2 = norms.normalized_network(rescaled, p)
+    assert rho2 == pytest.approx(rho, rel=1e-12)
+    for (_, A), (_, B) in zip(norms.weight_tensors(normalized), norms.weight_tensors(normalized2)):
+        torch.testing.assert_close(A, B, rtol=1e-12, atol=1e-14)
+
+
+def test_normalized_loss_is_the_cross_entropy_of_f_over_rho():
+    torch.manual_seed(4)
+    net = models.MLP(5, [7, 7], 10, bias=False)
+    X, y = torch.randn(30, 5), torch.randint(0, 10, (30,))
+    _, rho = norms.normalized_network(net)
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(net.double()(X.double()) / rho, y).item()
+    net.float()
+    assert norms.normalized_loss(net, X, y, batch=7) == pytest.approx(expected, rel=1e-12)
+    assert expected == pytest.approx(np.log(10), abs=0.05)  # f̃ is tiny: the loss sits near ln 10
+    with pytest.raises(ValueError, match="bias-free"):
+        norms.normalized_network(models.MLP(5, [7], 10))
+
+
+def test_kendall_tau_matches_scipy_with_ties():
+    g = np.random.default_rng(0)
+    x = g.integers(0, 5, 40).astype(float)
+    y = x + g.normal(0, 2, 40).round()
+    assert norms.kendall_tau(x, y) == pytest.approx(scipy.stats.kendalltau(x, y).statistic, rel=1e-12)
+    assert norms.kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+    with pytest.raises(ValueError, match="constant"):
+        norms.kendall_tau([1, 1, 1], [1, 2, 3])
