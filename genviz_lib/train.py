@@ -375,23 +375,23 @@ def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, opti
 
 
 _TRAIN_DOC_ARGS = """
-    optimizer: a ``torch.optim`` name (``"adam"``, ``"sgd"``, ``"lbfgs"``…), class or factory; ``lr`` and
-        ``optimizer_kwargs`` go to it.
-    steps / epochs: the budget, exactly one of them (an epoch is ``len(train) // batch_size`` steps).
-    batch_size: ``None`` for full batch.
-    poison, poison_factor, poison_batch_size: Huang et al.'s poisoned loss (eq. 2); the poison set keeps
-        its true labels and a fresh batch of it is drawn each step.
-    attack, attack_weight: Wu et al.'s attack set (eq. 12; labels already wrong, see :func:`attack_set`)
-        and its weight λ.
-    confusion: Neyshabur et al.'s confusion set (random labels, see :func:`confusion_set`), fitted with
-        the training set.
-    clip_grad_norm: clip the gradient norm (Huang et al. use 8 on the swiss roll).
-    scheduler: a factory ``optimizer → lr_scheduler``, stepped after every optimizer step.
-    eval_every: steps between evaluations (default every 10 steps full batch, else every epoch).
-    checkpoint_every: keep the weights every that many steps (and the last).
-    stop_at_loss / stop_at_accuracy: stop when the clean training loss/accuracy reaches the target
-        (checked at evaluations).
-    seed: seeds the batch and poison draws (initialize the model yourself, e.g. under ``torch.manual_seed``).
+        optimizer: a ``torch.optim`` name (``"adam"``, ``"sgd"``, ``"lbfgs"``…), class or factory; ``lr`` and
+            ``optimizer_kwargs`` go to it.
+        steps / epochs: the budget, exactly one of them (an epoch is ``len(train) // batch_size`` steps).
+        batch_size: ``None`` for full batch.
+        poison, poison_factor, poison_batch_size: Huang et al.'s poisoned loss (eq. 2); the poison set keeps
+            its true labels and a fresh batch of it is drawn each step.
+        attack, attack_weight: Wu et al.'s attack set (eq. 12; labels already wrong, see :func:`attack_set`)
+            and its weight λ.
+        confusion: Neyshabur et al.'s confusion set (random labels, see :func:`confusion_set`), fitted with
+            the training set.
+        clip_grad_norm: clip the gradient norm (Huang et al. use 8 on the swiss roll).
+        scheduler: a factory ``optimizer → lr_scheduler``, stepped after every optimizer step.
+        eval_every: steps between evaluations (default every 10 steps full batch, else every epoch).
+        checkpoint_every: keep the weights every that many steps (and the last).
+        stop_at_loss / stop_at_accuracy: stop when the clean training loss/accuracy reaches the target
+            (checked at evaluations).
+        seed: seeds the batch and poison draws (initialize the model yourself, e.g. under ``torch.manual_seed``).
 """
 
 
