@@ -74,10 +74,9 @@ class ModelObjective:
     a time. ``strategy="vmap"`` runs the vectors of a chunk together under ``vmap``: much faster than a
     loop for dense nets. On a CPU, ``vmap`` turns a convolution with batched weights into a grouped
     convolution, which is several times *slower* than one plain convolution per vector; so
-    ``strategy="loop"`` evaluates one vector at a time, and ``"auto"`` (the default) picks it for
-    models with convolutions on a CPU. In the loop, cache-sized data chunks (``data_chunk`` defaults
-    to 256 there) roughly halve the time of a forward pass over a thousand images compared with one
-    big batch, whose activations spill out of the cache. BatchNorm and dropout run in eval mode unless
+    ``strategy="loop"`` evaluates one vector at a time (as fast as writing the vector into the model and
+    calling it, without touching the model), and ``"auto"`` (the default) picks it for models with
+    convolutions on a CPU. BatchNorm and dropout run in eval mode unless
     ``train_mode=True``. A 1-D ``θ: [n]`` gives a scalar. ``f.n`` is the number of parameters and
     ``f.theta`` the model's own parameters.
     """
@@ -96,7 +95,7 @@ class ModelObjective:
         self.strategy = strategy
         self.X, self.y = X.to(device), y.to(device)
         self.chunk, self.train_mode = chunk, train_mode
-        self.data_chunk = data_chunk or (256 if strategy == "loop" else len(X))
+        self.data_chunk = data_chunk or len(X)
         self.theta = flatten(model)
         self.n = self.theta.numel()
         self.buffers = dict(model.named_buffers())
