@@ -228,3 +228,106 @@ class ResNet(nn.Module):
 def resnet20(num_classes: int = 10, in_channels: int = 3) -> ResNet:
     """ResNet-20, the SVHN net of Huang et al. (their "ResNet-18"): 269,722 parameters for 10 classes."""
     return ResNet(3, (16, 32, 64), in_channels, num_classes)
+
+
+class QuadraticFeatures(nn.Module):
+    """Pixels and all pairwise products of pixels, after 2×2 average pooling (Huang et al. §2).
+
+    ``[N, C, H, W] → [N, d + d(d+1)/2]`` with ``d = C·H·W/4``: each pixel of the 2×-downsampled image
+    and the product of every pair of them (squares included). A linear model on these features has
+    more parameters than there are training images in any of the book's subsets.
+    """
+
+    def __init__(self, in_channels: int = 1, image_size: int = 28):
+        super().__init__()
+        if image_size % 2:
+            raise ValueError(f"image_size must be even, got {image_size}")
+        self.d = in_channels * (image_size // 2) ** 2
+        rows, cols = torch.triu_indices(self.d, self.d)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("cols", cols, persistent=False)
+        self.out_features = self.d + len(rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = nn.functional.avg_pool2d(x, 2).flatten(1)
+        return torch.cat([p, p[:, self.rows] * p[:, self.cols]], 1)
+
+
+def quadratic_linear_model(in_channels: int = 1, image_size: int = 28, num_classes: int = 10) -> nn.Sequential:
+    """A linear classifier on :class:`QuadraticFeatures` (Huang et al.'s linear model of §2 and Fig. 2)."""
+    features = QuadraticFeatures(in_channels, image_size)
+    model = nn.Sequential(features, nn.Linear(features.out_features, num_classes))
+    nn.init.zeros_(model[1].weight)
+    nn.init.zeros_(model[1].bias)
+    return model
+
+
+def _quadratic_kernel(P: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """``⟨φ(p), φ(q)⟩`` for ``φ(p) = [p, (p_a p_b)_{a≤b}]``: ``p·q + ½((p·q)² + Σ_a p_a² q_a²)``."""
+    G = P @ Q.T
+    return G + 0.5 * (G ** 2 + (P ** 2) @ (Q ** 2).T)
+
+
+def min_norm_quadratic_model(X: torch.Tensor, y: torch.Tensor, num_classes: int = 10) -> nn.Sequential:
+    """The linear model on :class:`QuadraticFeatures` that fits one-hot targets exactly with the least norm.
+
+    With more features than training images, ``F W = Y`` has many solutions; gradient descent on the
+    squared loss started from ``W = 0`` converges to the one of least Frobenius norm,
+    ``W = Fᵀ (F Fᵀ)⁻¹ Y``. It is computed here in closed form, in float64, through the kernel
+    ``F Fᵀ`` (an ``N × N`` matrix, cheap to form from the pooled pixels) instead of by thousands of
+    gradient steps. Every training image is then classified correctly (unless two coincide).
+    """
+    if X.ndim != 4 or X.shape[-1] != X.shape[-2]:
+        raise ValueError(f"expected square images [N, C, H, W], got shape {tuple(X.shape)}")
+    model = quadratic_linear_model(X.shape[1], X.shape[-1], num_classes)
+    P = nn.functional.avg_pool2d(X.double(), 2).flatten(1)
+    Y = nn.functional.one_hot(y, num_classes).double()
+    A = torch.linalg.solve(_quadratic_kernel(P, P), Y)  # [N, classes]
+    with torch.no_grad():
+        # W = Fᵀ A, accumulated over chunks of images so F never exists whole
+        W = sum(model[0](X[i: i + 512].double()).T @ A[i: i + 512] for i in range(0, len(X), 512))
+        model[1].weight.copy_(W.T.float())
+    return model
+
+
+INITIALIZATIONS = ("default", "he_normal", "glorot_uniform", "normal", "uniform")
+
+
+def initialize(model: nn.Module, scheme: str = "he_normal", scale: float = 0.1, seed: int | None = None) -> nn.Module:
+    """Re-initialize every linear and convolutional weight (biases to zero), in place; returns the model.
+
+    ``"he_normal"``: ``N(0, 2/fan_in)`` (He et al. 2015); ``"glorot_uniform"``: Glorot & Bengio (2010);
+    ``"normal"``: ``N(0, scale²)``; ``"uniform"``: ``U[0, scale]`` — all four are in Wu et al.'s Table 2
+    (with ``scale`` 0.1 or 1); ``"default"``: PyTorch's own initialization of each layer.
+    """
+    if scheme not in INITIALIZATIONS:
+        raise ValueError(f"unknown initialization {scheme!r}: choose one of {', '.join(INITIALIZATIONS)}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    for m in model.modules():
+        if not isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+            continue
+        if scheme == "default":
+            m.reset_parameters()
+            continue
+        with torch.no_grad():
+            if scheme == "he_normal":
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif scheme == "glorot_uniform":
+                nn.init.xavier_uniform_(m.weight)
+            elif scheme == "normal":
+                nn.init.normal_(m.weight, 0.0, scale)
+            else:
+                nn.init.uniform_(m.weight, 0.0, scale)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def describe_initialization(scheme: str, scale: float = 0.1) -> str:
+    """A label for a scheme of :func:`initialize`, in the notation of Wu et al.'s Table 2."""
+    labels = {"default": "PyTorch default", "he_normal": "N(0, 2/fan_in)", "glorot_uniform": "Glorot uniform",
+              "normal": f"N(0, {scale:g}²)", "uniform": f"U[0, {scale:g}]"}
+    if scheme not in labels:
+        raise ValueError(f"unknown initialization {scheme!r}: choose one of {', '.join(INITIALIZATIONS)}")
+    return labels[scheme]

@@ -445,3 +445,33 @@ train_ensemble.__doc__ = f"""Train ``K`` MLPs of one architecture jointly as one
         models: ``K`` MLPs with the same layer sizes (e.g. made under different seeds), or an :class:`MLPEnsemble`.
         train, test: :class:`~genviz_lib.data.Data`.
 {_TRAIN_DOC_ARGS}"""
+
+
+def fit_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 2000, lr: float = 1e-3,
+                   attack_x: torch.Tensor | None = None, attack_y: torch.Tensor | None = None,
+                   attack_weight: float = 1.0, stop_at_loss: float | None = None) -> list[float]:
+    """Fit ``model(x) ≈ y`` (mean squared error, full batch, Adam); returns the training loss per step.
+
+    With attack points, the loss is Wu et al.'s eq. 12 for regression: ``MSE(train) + λ·MSE(attack)``
+    with ``λ = attack_weight``; the attack targets are chosen wrong on purpose, so a net that fits both
+    passes through the training points and misbehaves between them. The returned losses are the
+    training term alone. Inputs are ``[N, d]`` (``[N]`` is taken as ``d = 1``).
+    """
+    col = lambda t: t[:, None] if t.ndim == 1 else t
+    x, y = col(x), col(y)
+    if (attack_x is None) != (attack_y is None):
+        raise ValueError("give both attack_x and attack_y, or neither")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} points but y has {len(y)}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        fit = (model(x) - y).pow(2).mean()
+        loss = fit if attack_x is None else fit + attack_weight * (model(col(attack_x)) - col(attack_y)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(fit.item())
+        if stop_at_loss is not None and losses[-1] <= stop_at_loss:
+            break
+    return losses

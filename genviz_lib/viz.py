@@ -99,3 +99,19 @@ def figure_to_png(fig, dpi: int = 80, close: bool = True) -> bytes:
     if close:
         plt.close(fig)
     return buffer.getvalue()
+
+
+def accuracy_bars(names: Sequence[str], train_acc: Sequence[float], test_acc: Sequence[float], ax=None,
+                  chance: float | None = None):
+    """Grouped bars of train and test accuracy per model, values written on the bars."""
+    ax = ax or plt.gca()
+    pos = np.arange(len(names))
+    for offset, values, label, color in ((-0.2, train_acc, "train", "C0"), (0.2, test_acc, "test", "C1")):
+        bars = ax.bar(pos + offset, np.asarray(values, dtype=float), width=0.4, label=label, color=color)
+        ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1)
+    ax.set_xticks(pos, [str(n).replace(", ", ",\n").replace(" on ", "\non ") for n in names], fontsize=8)
+    ax.set(ylabel="accuracy", ylim=(0, 1.12))
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
