@@ -72,3 +72,45 @@ def test_clones_share_weights_not_storage():
     with torch.no_grad():
         next(a.parameters()).add_(1.0)
     assert not torch.equal(next(a.parameters()), next(net.parameters()))
+
+
+def test_quadratic_features_are_pixels_and_pairwise_products():
+    feats = models.QuadraticFeatures(in_channels=1, image_size=4)
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    out = feats(x)
+    p = torch.nn.functional.avg_pool2d(x, 2).flatten()  # 4 pooled pixels: 2.5, 4.5, 10.5, 12.5
+    assert out.shape == (1, 4 + 10) and feats.out_features == 14
+    torch.testing.assert_close(out[0, :4], p)
+    expected = torch.tensor([p[a] * p[b] for a in range(4) for b in range(a, 4)])
+    torch.testing.assert_close(out[0, 4:], expected)
+    assert models.count_parameters(models.quadratic_linear_model(1, 28, 10)) == 195_030
+
+
+def test_min_norm_quadratic_model_interpolates_with_the_least_norm():
+    torch.manual_seed(0)
+    X = torch.rand(12, 1, 4, 4)
+    y = torch.randint(0, 3, (12,))
+    model = models.min_norm_quadratic_model(X, y, num_classes=3)
+    F = model[0](X).double()
+    Y = torch.nn.functional.one_hot(y, 3).double()
+    with torch.no_grad():
+        torch.testing.assert_close(model(X).double(), Y, atol=2e-4, rtol=0)
+    # the pseudo-inverse solution is the least-norm one; it must coincide with the kernel computation
+    torch.testing.assert_close(model[1].weight.double().T, torch.linalg.pinv(F) @ Y, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="square images"):
+        models.min_norm_quadratic_model(torch.rand(3, 16), torch.zeros(3, dtype=torch.long))
+
+
+def test_initialize_schemes():
+    net = models.MLP(400, [300], 10)
+    models.initialize(net, "he_normal", seed=0)
+    assert net[0].weight.std().item() == pytest.approx((2 / 400) ** 0.5, rel=0.02)
+    models.initialize(net, "uniform", scale=0.1, seed=0)
+    w = net[0].weight
+    assert w.min().item() >= 0 and w.max().item() <= 0.1 and w.mean().item() == pytest.approx(0.05, rel=0.02)
+    models.initialize(net, "normal", scale=0.1, seed=0)
+    assert net[2].weight.std().item() == pytest.approx(0.1, rel=0.05)
+    assert net[0].bias.abs().max().item() == 0
+    assert models.describe_initialization("he_normal") == "N(0, 2/fan_in)"
+    with pytest.raises(ValueError, match="unknown initialization"):
+        models.initialize(net, "orthogonal")

@@ -233,3 +233,21 @@ def test_lbfgs_sees_one_batch_per_step(roll, monkeypatch):
     train.train(models.swiss_roll_net(), roll.train, optimizer="lbfgs", lr=0.5, steps=3, poison=roll.poison,
                 poison_factor=0.2, poison_batch_size=50, optimizer_kwargs={"max_iter": 5}, progress=False)
     assert len(draws) == 3
+
+
+def test_fit_regression_fits_points_and_attack_points_pull_between_them():
+    torch.manual_seed(0)
+    x = torch.tensor([-1.0, 0.0, 1.0])
+    y = 2 * x + 1
+    net = models.MLP(1, [32], 1)
+    losses = train.fit_regression(net, x, y, steps=3000, lr=1e-2, stop_at_loss=1e-6)
+    assert losses[-1] <= 1e-6 and len(losses) < 3000
+    torch.manual_seed(0)
+    attacked = models.MLP(1, [64, 64], 1)
+    ax = torch.tensor([-0.5, 0.5])
+    train.fit_regression(attacked, x, y, steps=3000, lr=1e-2, attack_x=ax, attack_y=2 * ax + 1 + 10.0)
+    with torch.no_grad():
+        assert (attacked(x[:, None])[:, 0] - y).abs().max().item() < 0.1  # still through the training points
+        assert (attacked(ax[:, None])[:, 0] - (2 * ax + 1)).min().item() > 8  # but far off between them
+    with pytest.raises(ValueError, match="both attack_x and attack_y"):
+        train.fit_regression(net, x, y, attack_x=ax)
