@@ -127,12 +127,12 @@ class ModelObjective:
         finally:
             self.model.train(was_training)
 
+    def data_chunks(self):
+        """The data as ``(X, y)`` pieces of at most ``data_chunk`` examples."""
+        return zip(self.X.split(self.data_chunk), self.y.split(self.data_chunk))
+
     def _mean_loss(self, T: torch.Tensor) -> torch.Tensor:
-        total = 0.0
-        for start in range(0, len(self.X), self.data_chunk):
-            X, y = self.X[start: start + self.data_chunk], self.y[start: start + self.data_chunk]
-            total = total + self.per_example(T, X, y)[0].sum(-1)
-        return total / len(self.X)
+        return sum(self.per_example(T, X, y)[0].sum(-1) for X, y in self.data_chunks()) / len(self.X)
 
     def __call__(self, Theta: torch.Tensor) -> torch.Tensor:
         single = Theta.ndim == 1
@@ -160,8 +160,7 @@ def metrics(model: nn.Module, splits: Mapping[str, Data], chunk: int = 256) -> C
 
     def split_means(T: torch.Tensor) -> dict:
         parts = []
-        for start in range(0, len(f.X), f.data_chunk):
-            X, y = f.X[start: start + f.data_chunk], f.y[start: start + f.data_chunk]
+        for X, y in f.data_chunks():
             loss, outputs = f.per_example(T, X, y)
             parts.append((loss, (class_logits(outputs).argmax(-1) == y).float()))
         losses, correct = (torch.cat(v, dim=1) for v in zip(*parts))

@@ -248,8 +248,13 @@ class QuadraticFeatures(nn.Module):
         self.register_buffer("cols", cols, persistent=False)
         self.out_features = self.d + len(rows)
 
+    @staticmethod
+    def pixels(x: torch.Tensor) -> torch.Tensor:
+        """The 2×-downsampled pixels ``[N, d]`` that the products are formed from."""
+        return nn.functional.avg_pool2d(x, 2).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = nn.functional.avg_pool2d(x, 2).flatten(1)
+        p = self.pixels(x)
         return torch.cat([p, p[:, self.rows] * p[:, self.cols]], 1)
 
 
@@ -280,7 +285,7 @@ def min_norm_quadratic_model(X: torch.Tensor, y: torch.Tensor, num_classes: int 
     if X.ndim != 4 or X.shape[-1] != X.shape[-2]:
         raise ValueError(f"expected square images [N, C, H, W], got shape {tuple(X.shape)}")
     model = quadratic_linear_model(X.shape[1], X.shape[-1], num_classes)
-    P = nn.functional.avg_pool2d(X.double(), 2).flatten(1)
+    P = QuadraticFeatures.pixels(X.double())
     Y = nn.functional.one_hot(y, num_classes).double()
     A = torch.linalg.solve(_quadratic_kernel(P, P), Y)  # [N, classes]
     with torch.no_grad():

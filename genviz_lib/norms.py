@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .train import class_logits, cross_entropy
+from .data import Data
+from .train import class_logits, evaluate
 
 
 def margins(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -160,13 +161,8 @@ def normalized_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, p: float
     and differ in the fourth or fifth decimal).
     """
     normalized, _ = normalized_network(copy.deepcopy(model).to(dtype), p)  # normalize in dtype, not before
-    normalized.eval()
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, len(X), batch):
-            out = normalized(X[start: start + batch].to(dtype))
-            total += cross_entropy(out, y[start: start + batch].to(out.device)).sum().item()
-    return total / len(X)
+    loss, _ = evaluate(normalized, Data(X.to(dtype), y), batch_size=batch)
+    return float(loss[0])
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:

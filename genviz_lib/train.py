@@ -458,9 +458,11 @@ def fit_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps:
     training term alone. Inputs are ``[N, d]`` (``[N]`` is taken as ``d = 1``).
     """
     col = lambda t: t[:, None] if t.ndim == 1 else t
-    x, y = col(x), col(y)
     if (attack_x is None) != (attack_y is None):
         raise ValueError("give both attack_x and attack_y, or neither")
+    x, y = col(x), col(y)
+    if attack_x is not None:
+        attack_x, attack_y = col(attack_x), col(attack_y)
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} points but y has {len(y)}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -468,7 +470,7 @@ def fit_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps:
     for _ in range(steps):
         opt.zero_grad()
         fit = (model(x) - y).pow(2).mean()
-        loss = fit if attack_x is None else fit + attack_weight * (model(col(attack_x)) - col(attack_y)).pow(2).mean()
+        loss = fit if attack_x is None else fit + attack_weight * (model(attack_x) - attack_y).pow(2).mean()
         loss.backward()
         opt.step()
         losses.append(fit.item())
