@@ -62,9 +62,12 @@ def swiss_roll_net(out_features: int = 1, bias: bool = True) -> MLP:
     return MLP(2, SWISS_ROLL_WIDTHS, out_features, bias)
 
 
-def minefield_net() -> MLP:
-    """The net of Huang et al. Fig. 1: four hidden ReLU layers of 25 units, two logits."""
-    return MLP(2, (25,) * 4, 2)
+def minefield_net(depth: int = 5) -> MLP:
+    """The net of Huang et al. Fig. 1: ``depth`` hidden ReLU layers of 25 units, two logits.
+
+    Their code (``minefield/train_good_model.py``) uses five hidden layers, 2,727 parameters.
+    """
+    return MLP(2, (25,) * depth, 2)
 
 
 def rings_net() -> MLP:

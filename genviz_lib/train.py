@@ -122,6 +122,18 @@ def make_optimizer(optimizer, params, lr: float | None = None, **kwargs) -> torc
     raise TypeError(f"optimizer must be a name, an Optimizer class or a factory, got {optimizer!r}")
 
 
+def stepped(steps: int, factors: Sequence[float]) -> Callable[[int], float]:
+    """A ``poison_schedule``: ``factors[i]`` during the ``i``-th of ``len(factors)`` equal parts of ``steps``.
+
+    Huang et al.'s swiss-roll code raises the share of poison in steps (×1, ×2, ×4) while the learning
+    rate falls; ``stepped(12000, (1, 1.5, 2))`` multiplies β by 1, 1.5 and 2 in thirds.
+    """
+    factors = tuple(float(f) for f in factors)
+    if steps < 1 or not factors or min(factors) < 0:
+        raise ValueError(f"need steps ≥ 1 and non-negative factors, got {steps} and {factors}")
+    return lambda step: factors[min(len(factors) - 1, step * len(factors) // steps)]
+
+
 def exponential_decay(steps: int, final_factor: float = 0.03) -> Callable:
     """A ``scheduler`` factory: the learning rate shrinks geometrically to ``final_factor`` of its start."""
     if steps < 1 or not 0 < final_factor <= 1:
@@ -250,8 +262,8 @@ def _clip_per_member(params, max_norm: float, members: int, stacked: bool) -> No
 
 
 def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, optimizer, lr, optimizer_kwargs,
-         steps, epochs, batch_size, poison, poison_factor, poison_batch_size, attack, attack_weight,
-         attack_batch_size, confusion, clip_grad_norm, scheduler, eval_every, checkpoint_every,
+         steps, epochs, batch_size, poison, poison_factor, poison_schedule, poison_batch_size, attack,
+         attack_weight, attack_batch_size, confusion, clip_grad_norm, scheduler, eval_every, checkpoint_every,
          stop_at_loss, stop_at_accuracy, seed, device, progress, desc):
     stacked = isinstance(model, MLPEnsemble)
     device = get_device(device)
@@ -301,7 +313,8 @@ def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, opti
         b, p, a = current
         out = model(b.X)
         if poisoned:
-            loss = poisoned_loss(out, b.y, model(p.X), p.y, beta)
+            scale = 1.0 if poison_schedule is None else float(poison_schedule(step))
+            loss = poisoned_loss(out, b.y, model(p.X), p.y, (beta * scale).clamp(0, 1))
         else:
             loss = cross_entropy(out, b.y).mean(-1)
         if a is not None:
@@ -380,7 +393,9 @@ _TRAIN_DOC_ARGS = """
         steps / epochs: the budget, exactly one of them (an epoch is ``len(train) // batch_size`` steps).
         batch_size: ``None`` for full batch.
         poison, poison_factor, poison_batch_size: Huang et al.'s poisoned loss (eq. 2); the poison set keeps
-            its true labels and a fresh batch of it is drawn each step.
+            its true labels and a fresh batch of it is drawn each step. ``poison_schedule(step)`` multiplies
+            the poison factor (the result clipped to [0, 1]); Huang et al.'s code raises it in steps while
+            the learning rate falls.
         attack, attack_weight: Wu et al.'s attack set (eq. 12; labels already wrong, see :func:`attack_set`)
             and its weight λ.
         confusion: Neyshabur et al.'s confusion set (random labels, see :func:`confusion_set`), fitted with
@@ -398,8 +413,8 @@ _TRAIN_DOC_ARGS = """
 def train(model: nn.Module, train: Data, test: Data | None = None, *, optimizer="adam", lr: float | None = 1e-3,
           optimizer_kwargs: dict | None = None, steps: int | None = None, epochs: int | None = None,
           batch_size: int | None = None, poison: Data | None = None, poison_factor: float = 0.0,
-          poison_batch_size: int | None = None, attack: Data | None = None, attack_weight: float = 1.0,
-          attack_batch_size: int | None = None, confusion: Data | None = None, clip_grad_norm: float | None = None,
+          poison_schedule: Callable[[int], float] | None = None, poison_batch_size: int | None = None,
+          attack: Data | None = None, attack_weight: float = 1.0, attack_batch_size: int | None = None, confusion: Data | None = None, clip_grad_norm: float | None = None,
           scheduler: Callable | None = None, eval_every: int | None = None, checkpoint_every: int | None = None,
           stop_at_loss: float | None = None, stop_at_accuracy: float | None = None, seed: int = 0,
           device=None, progress: bool = True, desc: str = "training") -> TrainResult:
@@ -412,8 +427,8 @@ def train_ensemble(models: Sequence[MLP] | MLPEnsemble, train: Data, test: Data 
                    optimizer="adam", lr: float | None = 1e-3, optimizer_kwargs: dict | None = None,
                    steps: int | None = None, epochs: int | None = None, batch_size: int | None = None,
                    poison: Data | None = None, poison_factor: float | Sequence[float] | torch.Tensor = 0.0,
-                   poison_batch_size: int | None = None, attack: Data | None = None, attack_weight: float = 1.0,
-                   attack_batch_size: int | None = None, confusion: Data | None = None,
+                   poison_schedule: Callable[[int], float] | None = None, poison_batch_size: int | None = None,
+                   attack: Data | None = None, attack_weight: float = 1.0, attack_batch_size: int | None = None, confusion: Data | None = None,
                    clip_grad_norm: float | None = None, scheduler: Callable | None = None,
                    eval_every: int | None = None, checkpoint_every: int | None = None,
                    stop_at_loss: float | None = None, stop_at_accuracy: float | None = None, seed: int = 0,
@@ -477,3 +492,25 @@ def fit_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps:
         if stop_at_loss is not None and losses[-1] <= stop_at_loss:
             break
     return losses
+
+
+def clean_and_poisoned(make_model: Callable[[], nn.Module], splits, poison_factor: float, *, seed: int = 0,
+                       **options) -> dict[str, TrainResult]:
+    """Train one model plainly and one with Huang et al.'s poisoned loss, from the same initialization.
+
+    ``make_model`` builds the network (called under ``torch.manual_seed(seed)`` so both runs start
+    from identical weights); ``splits`` must carry a poison pool (e.g. Fashion-MNIST images outside
+    the training subset, or SVHN's "extra"). ``options`` go to :func:`train` for both runs, so the two
+    differ only in the poison factor. Returns ``{"clean": ..., "poisoned": ...}``.
+    """
+    if splits.poison is None or len(splits.poison) == 0:
+        raise ValueError(f"{splits.name or 'the data'} has no poison pool: load it with n_poison > 0")
+    if not 0 < poison_factor <= 1:
+        raise ValueError(f"poison_factor must lie in (0, 1], got {poison_factor}")
+    out = {}
+    for name, beta in (("clean", 0.0), ("poisoned", poison_factor)):
+        torch.manual_seed(seed)
+        model = make_model()
+        out[name] = train(model, splits.train, splits.test, poison=splits.poison if beta else None,
+                          poison_factor=beta, seed=seed, desc=f"{name} net", **options)
+    return out

@@ -115,3 +115,62 @@ def accuracy_bars(names: Sequence[str], train_acc: Sequence[float], test_acc: Se
     ax.set(ylabel="accuracy", ylim=(0, 1.12))
     ax.legend(fontsize=8, loc="upper right")
     return ax
+
+
+def embed_2d(points, pca_dim: int = 50, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE coordinates of ``points`` (rows: flat weight vectors), after PCA to ``pca_dim``.
+
+    This is Huang et al.'s recipe for Fig. 1: principal components first (to remove noise and speed
+    up t-SNE), then t-SNE (van der Maaten & Hinton 2008). The perplexity is capped below the number
+    of points, as t-SNE requires.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    X = np.asarray(points, dtype=np.float64)
+    if X.ndim != 2 or len(X) < 3:
+        raise ValueError(f"need at least 3 points as rows of a 2-D array, got shape {X.shape}")
+    k = min(pca_dim, len(X), X.shape[1])
+    Z = PCA(n_components=k, random_state=seed).fit_transform(X)
+    tsne = TSNE(n_components=2, perplexity=min(perplexity, (len(X) - 1) / 3), init="pca", random_state=seed)
+    return tsne.fit_transform(Z)
+
+
+def minefield(trajectory_xy, bad_xy, starts, test_acc=None, ax=None):
+    """Huang et al. Fig. 1: the optimizer's iterates (red, darker later), a bad minimum from each chosen
+    iterate (blue, linked to where it started) and the final iterate (star)."""
+    ax = ax or plt.gca()
+    trajectory_xy, bad_xy = np.asarray(trajectory_xy), np.asarray(bad_xy)
+    t = len(trajectory_xy)
+    ax.plot(*trajectory_xy.T, color=CLASS_COLORS[0], lw=0.6, alpha=0.5, zorder=1)
+    ax.scatter(*trajectory_xy.T, s=10, color=CLASS_COLORS[0], alpha=np.linspace(0.15, 1.0, t),
+               label="iterates of training", zorder=2)
+    for k, (s, b) in enumerate(zip(starts, bad_xy)):
+        ax.plot(*np.stack([trajectory_xy[s], b]).T, color="grey", lw=0.5, ls=":", zorder=1)
+    scatter = ax.scatter(*bad_xy.T, s=28, c=CLASS_COLORS[1] if test_acc is None else test_acc,
+                         cmap="Blues_r", vmin=0.0, vmax=1.0, edgecolors="k", linewidths=0.4,
+                         label="bad minima", zorder=3)
+    ax.scatter(*trajectory_xy[-1], marker="*", s=220, color="#f1c40f", edgecolors="k", label="final iterate",
+               zorder=4)
+    if test_acc is not None:
+        plt.colorbar(scatter, ax=ax, label="test accuracy of the bad minimum", shrink=0.8)
+    ax.set(xticks=[], yticks=[], xlabel="t-SNE 1", ylabel="t-SNE 2")
+    ax.legend(fontsize=8, loc="best")
+    return ax
+
+
+def metric_lines(x: Sequence[float], series: dict, ax=None, xlabel: str = "", ylabel: str = "accuracy",
+                 reference: dict | None = None, percent: bool = True):
+    """One line with markers per named series over a shared ``x``; ``reference`` draws labelled horizontal lines."""
+    ax = ax or plt.gca()
+    for i, (name, ys) in enumerate(series.items()):
+        ax.plot(x, ys, marker="o", color=f"C{i}", label=name)
+    for name, value in (reference or {}).items():
+        ax.axhline(value, color="grey", ls=":", lw=1)
+        ax.annotate(name, (ax.get_xlim()[0], value), xytext=(4, 3), textcoords="offset points", fontsize=8,
+                    color="grey")
+    if percent:
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=8)
+    return ax

@@ -21,7 +21,8 @@ def test_resnet20_has_the_papers_parameter_count():
 
 
 def test_other_architectures_shapes():
-    assert models.count_parameters(models.minefield_net()) == 2 * 25 + 25 + 3 * (25 * 25 + 25) + 25 * 2 + 2
+    assert models.count_parameters(models.minefield_net()) == 2 * 25 + 25 + 4 * (25 * 25 + 25) + 25 * 2 + 2 == 2727
+    assert models.count_parameters(models.minefield_net(4)) == 2077
     assert models.count_parameters(models.rings_net()) == (2 * 100 + 100) + 8 * (100 * 100 + 100) + (100 * 2 + 2)
     cnn = models.SmallCNN((8, 16), in_channels=1, image_size=14, bias=False)
     assert cnn(torch.randn(3, 1, 14, 14)).shape == (3, 10)

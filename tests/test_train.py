@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -251,3 +253,60 @@ def test_fit_regression_fits_points_and_attack_points_pull_between_them():
         assert (attacked(ax[:, None])[:, 0] - (2 * ax + 1)).min().item() > 8  # but far off between them
     with pytest.raises(ValueError, match="both attack_x and attack_y"):
         train.fit_regression(net, x, y, attack_x=ax)
+
+
+# ------------------------------------------------------------------ poison schedules and clean/poisoned pairs
+
+
+def test_stepped_schedule_changes_at_equal_parts():
+    s = train.stepped(12, (1, 1.5, 2))
+    assert [s(i) for i in range(12)] == [1.0] * 4 + [1.5] * 4 + [2.0] * 4
+    assert s(12) == 2.0  # the final evaluation step keeps the last factor
+    with pytest.raises(ValueError, match="non-negative"):
+        train.stepped(10, (1, -1))
+
+
+def test_poison_schedule_scales_the_poison_factor(roll):
+    def run(beta, schedule):
+        torch.manual_seed(0)
+        return train.train(models.swiss_roll_net(), roll.train, roll.test, lr=1e-2, steps=40, poison=roll.poison,
+                           poison_factor=beta, poison_schedule=schedule, poison_batch_size=100, eval_every=10,
+                           progress=False)
+    # β·3 from the schedule is the same run as 3β held fixed (same poison draws)...
+    a, b = run(0.1, lambda step: 3.0), run(0.3, None)
+    assert a.history["train_loss"] == pytest.approx(b.history["train_loss"], rel=1e-5)
+    # ...a schedule that switches poisoning off leaves plain training, and one that switches it on later
+    # follows plain training up to that step and then departs from it.
+    off, late, plain = run(0.3, lambda step: 0.0), run(0.3, lambda step: float(step >= 20)), run(0.0, None)
+    assert off.history["train_loss"] == pytest.approx(plain.history["train_loss"], rel=1e-6)
+    assert late.history["train_loss"][:3] == pytest.approx(plain.history["train_loss"][:3], rel=1e-6)
+    assert late.history["train_loss"][-1] != pytest.approx(plain.history["train_loss"][-1], rel=1e-3)
+    # factors that push β above 1 are clipped to 1: the training term then has no weight at all
+    clipped, pure = run(0.5, lambda step: 4.0), run(1.0, None)
+    assert clipped.history["train_loss"] == pytest.approx(pure.history["train_loss"], rel=1e-6)
+
+
+def test_clean_and_poisoned_start_alike_and_differ_only_in_beta(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 20), ("extra", 60)):  # a stand-in SVHN, "extra" as poison
+        savemat(tmp_path / f"{split}_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                                  "y": (np.arange(n) % 10 + 1).reshape(n, 1)})
+    svhn = data.load_svhn(n_train=20, n_test=10, n_poison=30, root=tmp_path)
+    make = lambda: models.MLP(3 * 32 * 32, [16], 10)
+    opts = dict(lr=1e-2, steps=5, poison_batch_size=10, eval_every=5, progress=False)
+    pair = train.clean_and_poisoned(make, svhn, 0.5, seed=3, **opts)
+    torch.manual_seed(3)
+    alone = train.train(make(), svhn.train, svhn.test, seed=3, **opts)
+    for a, b in zip(alone.model.parameters(), pair["clean"].model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.manual_seed(3)
+    poisoned = train.train(make(), svhn.train, svhn.test, seed=3, poison=svhn.poison, poison_factor=0.5, **opts)
+    for a, b in zip(poisoned.model.parameters(), pair["poisoned"].model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(pair["clean"].model.linears[0].weight, pair["poisoned"].model.linears[0].weight)
+    with pytest.raises(ValueError, match="no poison pool"):
+        train.clean_and_poisoned(make, data.load_svhn(n_train=20, n_test=10, root=tmp_path), 0.5, **opts)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        train.clean_and_poisoned(make, svhn, 0.0, **opts)
