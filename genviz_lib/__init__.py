@@ -9,6 +9,7 @@ Layers, each importing only from the ones above it in this list:
 - :mod:`genviz_lib.landscape` — batched objectives over flat parameters, filter-normalized directions, slices
 - :mod:`genviz_lib.volume`  — basin radius and log-volume
 - :mod:`genviz_lib.curvature` — Hessian-vector products, Lanczos, Hutchinson, spectral density
+- :mod:`genviz_lib.experiments` — experiments several chapters share (the swiss-roll minimizers)
 - :mod:`genviz_lib.viz`     — figures
 - :mod:`genviz_lib.widgets` — ipywidgets that also work in the static book
 """
