@@ -261,3 +261,24 @@ def slice_2d(f: Objective, theta: torch.Tensor, d1: torch.Tensor, d2: torch.Tens
     if isinstance(values, dict):
         return {k: v.reshape(shape) for k, v in values.items()}
     return values.reshape(shape)
+
+
+def width_at(alphas: torch.Tensor, values: torch.Tensor, cutoff: float) -> tuple[float, float]:
+    """The interval ``(a_lo, a_hi)`` around ``a = 0`` on a 1-D slice where ``values`` stay below ``cutoff``.
+
+    ``alphas`` must contain 0 (see :func:`grid`); each end is the grid point just inside the first crossing,
+    or the end of the grid when the slice never crosses. The width of the basin along the direction at
+    that cutoff is ``a_hi − a_lo``.
+    """
+    alphas, values = torch.as_tensor(alphas), torch.as_tensor(values)
+    zero = int((alphas == 0).nonzero()[0]) if (alphas == 0).any() else None
+    if zero is None:
+        raise ValueError("the slice's grid must contain 0 exactly (use landscape.grid)")
+    if not values[zero] < cutoff:
+        raise ValueError(f"the value at the centre ({float(values[zero]):.4g}) is not below the cutoff {cutoff}")
+    above = values >= cutoff
+    right = [i for i in range(zero + 1, len(alphas)) if above[i]]
+    left = [i for i in range(zero - 1, -1, -1) if above[i]]
+    hi = alphas[right[0] - 1] if right else alphas[-1]
+    lo = alphas[left[0] + 1] if left else alphas[0]
+    return float(lo), float(hi)

@@ -174,3 +174,76 @@ def metric_lines(x: Sequence[float], series: dict, ax=None, xlabel: str = "", yl
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8)
     return ax
+
+
+def boundary_stats(model: torch.nn.Module, data: Data, extent: float = 18.0, resolution: int = 500) -> dict:
+    """Counts behind the "islands and peninsulas" of a 2-D classifier, from its predictions on the grid.
+
+    ``regions``: connected regions of either class; ``islands``: those that do not touch the edge of the
+    window (enclosed by the other class); ``margin``: for each point of ``data``, the distance to the nearest
+    grid cell predicted as another class (an input-space margin, to the grid's resolution).
+    """
+    from scipy import ndimage
+
+    axis, pred = predict_grid(model, extent, resolution)
+    regions = islands = 0
+    for c in (0, 1):
+        labels, n = ndimage.label(pred == c)
+        edge = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))) - {0}
+        regions, islands = regions + n, islands + n - len(edge)
+    step = axis[1] - axis[0]
+    X, y = data.X.numpy(), data.y.numpy()
+    ix = np.clip(np.rint((X - axis[0]) / step).astype(int), 0, resolution - 1)  # grid cell of each point
+    margin = np.empty(len(y))
+    for c in (0, 1):
+        # distance from every cell of class c to the nearest cell of the other class
+        dist = ndimage.distance_transform_edt(pred == c) * step
+        margin[y == c] = dist[ix[y == c, 1], ix[y == c, 0]]
+    return dict(regions=int(regions), islands=int(islands), margin=margin)
+
+
+def slice_curves(alphas, series: dict, ax=None, cutoff: float | None = None, log: bool = True):
+    """1-D loss slices: one curve per named series over the step ``alphas``; ``cutoff`` as a dotted line."""
+    ax = ax or plt.gca()
+    for i, (name, ys) in enumerate(series.items()):
+        ax.plot(np.asarray(alphas), np.asarray(ys), color=f"C{i}", label=name)
+    if cutoff is not None:
+        ax.axhline(cutoff, color="grey", ls=":", lw=1, label=f"cutoff {cutoff:g}")
+    if log:
+        ax.set_yscale("log")
+    ax.set(xlabel="step along a filter-normalized direction", ylabel="training loss")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def _log_loss(Z, floor: float | None) -> np.ndarray:
+    Z = np.asarray(Z, dtype=np.float64)
+    return np.log10(np.maximum(Z, floor) if floor is not None else Z)
+
+
+def slice_contours(alphas, betas, Z, ax=None, levels=20, floor: float | None = None, cutoff: float | None = None,
+                   title: str = ""):
+    """A 2-D slice as filled contours of log₁₀ loss (values below ``floor`` shown at the floor), the
+    ``cutoff`` as a white line and the minimizer as a red cross; returns the contour set (for a colour bar)."""
+    ax = ax or plt.gca()
+    L = _log_loss(Z, floor)
+    cs = ax.contourf(np.asarray(alphas), np.asarray(betas), L, levels=levels, cmap="viridis", extend="both")
+    if cutoff is not None and L.min() < np.log10(cutoff) < L.max():
+        ax.contour(np.asarray(alphas), np.asarray(betas), L, levels=[np.log10(cutoff)], colors="w", linewidths=1.2)
+    ax.plot(0, 0, "r+", ms=10)
+    ax.set(title=title, xlabel="direction 1", ylabel="direction 2", aspect="equal")
+    ax.locator_params(nbins=5)
+    return cs
+
+
+def surface(alphas, betas, Z, ax=None, log: bool = True, title: str = "", floor: float | None = None):
+    """A 2-D slice as a 3-D surface (``ax`` must be a 3-D axes, or one is made); ``Z`` is ``[len(betas), len(alphas)]``.
+
+    With ``log``, the height is log₁₀ of the loss, floored at ``floor`` when given."""
+    if ax is None:
+        ax = plt.figure().add_subplot(projection="3d")
+    A, B = np.meshgrid(np.asarray(alphas), np.asarray(betas))
+    Z = _log_loss(Z, floor) if log else np.asarray(Z)
+    ax.plot_surface(A, B, Z, cmap="viridis", linewidth=0, antialiased=True, rcount=60, ccount=60)
+    ax.set(xlabel="direction 1", ylabel="direction 2", zlabel="log₁₀ loss" if log else "loss", title=title)
+    return ax

@@ -231,3 +231,15 @@ def test_capped_directions_are_reported():
                                  cutoff=0.5, r_max=20.0)
     assert result.at_cap.tolist() == [False, True] and result.radii[1] == 20.0
     assert result.radii[0].item() == pytest.approx(1.0, rel=1e-3)
+
+
+def test_width_at_finds_the_interval_below_the_cutoff():
+    a = landscape.grid(-1, 1, 21)
+    values = (a - 0.1) ** 2  # below 0.25 for a in (-0.4, 0.6)
+    lo, hi = landscape.width_at(a, values, 0.25)
+    assert (lo, hi) == pytest.approx((-0.3, 0.5))  # the grid points just inside the crossings
+    assert landscape.width_at(a, values, 10.0) == pytest.approx((-1.0, 1.0))  # never crosses: the whole grid
+    with pytest.raises(ValueError, match="not below the cutoff"):
+        landscape.width_at(a, values + 1, 0.5)
+    with pytest.raises(ValueError, match="contain 0"):
+        landscape.width_at(torch.linspace(-1, 1, 4), values[:4], 0.25)

@@ -4,8 +4,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 
-from genviz_lib import viz
+from genviz_lib import data, viz
 
 
 def test_embed_2d_keeps_clusters_apart():
@@ -38,4 +39,47 @@ def test_metric_lines_plots_each_series_and_reference():
     viz.metric_lines([1, 2, 3], {"a": [0.9, 0.5, 0.2], "b": [0.8, 0.7, 0.6]}, ax=ax, reference={"chance": 0.1})
     ys = [list(line.get_ydata()) for line in ax.lines]
     assert [0.9, 0.5, 0.2] in ys and [0.8, 0.7, 0.6] in ys and [0.1, 0.1] in ys
+    plt.close(fig)
+
+
+class _Disc(torch.nn.Module):
+    """Class 1 inside the disc of radius 5 about the origin and inside a small disc of radius 1 at (10, 10)."""
+
+    def forward(self, x):
+        inside = (x.norm(dim=1) < 5) | ((x - torch.tensor([10.0, 10.0])).norm(dim=1) < 1)
+        return torch.where(inside, 1.0, -1.0)[:, None] + 0 * self.dummy
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+
+def test_boundary_stats_counts_regions_islands_and_margins():
+    pts = data.Data(torch.tensor([[0.0, 0.0], [3.0, 0.0], [10.0, 10.0], [-15.0, -15.0]]), torch.tensor([1, 1, 1, 0]))
+    s = viz.boundary_stats(_Disc(), pts, extent=18, resolution=721)  # grid step 0.05
+    assert s["regions"] == 3 and s["islands"] == 2  # the outside, and the two discs it encloses
+    assert s["margin"] == pytest.approx([5.0, 2.0, 1.0, 15 * 2 ** 0.5 - 5], abs=0.08)
+
+
+def test_slice_curves_and_surface_draw_what_they_are_given():
+    fig, ax = plt.subplots()
+    viz.slice_curves([-1, 0, 1], {"a": [3.0, 1.0, 2.0]}, ax=ax, cutoff=0.5)
+    assert [list(l.get_ydata()) for l in ax.lines] == [[3.0, 1.0, 2.0], [0.5, 0.5]]
+    assert ax.get_yscale() == "log"
+    plt.close(fig)
+    fig = plt.figure()
+    ax = viz.surface([0, 1, 2], [0, 1], np.full((2, 3), 100.0), ax=fig.add_subplot(projection="3d"))
+    assert ax.get_zlim()[0] <= 2.0 <= ax.get_zlim()[1]  # log10(100) = 2 everywhere
+    assert ax.get_zlabel() == "log₁₀ loss" and len(ax.collections) == 1
+    plt.close(fig)
+
+
+def test_slice_contours_floor_the_loss_and_draw_the_cutoff():
+    a = np.linspace(-1, 1, 21)
+    Z = 1e-9 + 10 * (a[None] ** 2 + a[:, None] ** 2)  # a bowl from 1e-9 up to 20
+    fig, ax = plt.subplots()
+    cs = viz.slice_contours(a, a, Z, ax=ax, levels=np.linspace(-3, 1.5, 10), floor=1e-3, cutoff=1.0)
+    assert cs.levels.min() == -3
+    assert len(ax.collections) >= 2  # the filled contours and the cutoff line
+    assert [list(l.get_xdata()) for l in ax.lines] == [[0]]  # the minimizer's cross
     plt.close(fig)
