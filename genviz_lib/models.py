@@ -75,6 +75,29 @@ def rings_net() -> MLP:
     return MLP(2, (100,) * 9, 2)
 
 
+def rescale(model: MLP, layer: int, factor: float) -> MLP:
+    """A copy of a ReLU MLP computing the same function, with linear layer ``layer`` (weights and bias)
+    multiplied by ``factor > 0`` and the next layer's weights divided by it (Dinh et al. 2017).
+
+    ReLU is positively homogeneous, ``relu(a·z) = a·relu(z)`` for ``a > 0``, so the next layer sees the
+    same input scaled by ``factor`` and undoes it; the predictions do not change, but every measure that
+    looks at raw weights (norms, Hessian eigenvalues, sharpness in a box) can change as much as one likes.
+    """
+    linears = model.linears
+    if not 0 <= layer < len(linears) - 1:
+        raise ValueError(f"layer must be a linear layer followed by another, 0..{len(linears) - 2}, got {layer}")
+    if not factor > 0:
+        raise ValueError(f"factor must be positive (ReLU is only positively homogeneous), got {factor}")
+    out = copy.deepcopy(model)
+    first, second = out.linears[layer], out.linears[layer + 1]
+    with torch.no_grad():
+        first.weight.mul_(factor)
+        if first.bias is not None:
+            first.bias.mul_(factor)
+        second.weight.div_(factor)
+    return out
+
+
 class MLPEnsemble(nn.Module):
     """``K`` MLPs of one architecture evaluated as one batched model (``torch.baddbmm``).
 

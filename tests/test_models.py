@@ -115,3 +115,26 @@ def test_initialize_schemes():
     assert models.describe_initialization("he_normal") == "N(0, 2/fan_in)"
     with pytest.raises(ValueError, match="unknown initialization"):
         models.initialize(net, "orthogonal")
+
+
+def test_rescale_keeps_the_function_and_moves_the_weights():
+    from genviz_lib import landscape
+
+    torch.manual_seed(0)
+    net = models.swiss_roll_net()
+    x = torch.randn(50, 2) * 10
+    big = models.rescale(net, 2, 10.0)
+    torch.testing.assert_close(big(x), net(x), rtol=1e-5, atol=1e-5)
+    norm = lambda m, i: m.linears[i].weight.norm().item()
+    assert norm(big, 2) == pytest.approx(10 * norm(net, 2), rel=1e-6)
+    assert norm(big, 3) == pytest.approx(norm(net, 3) / 10, rel=1e-6)
+    # the filter-normalized direction (same draws) is the rescaled direction: slices coincide
+    d = landscape.filter_normalized_direction(net, torch.Generator().manual_seed(1))
+    d_big = landscape.filter_normalized_direction(big, torch.Generator().manual_seed(1))
+    moved = landscape.unflatten(models.clones(net, 1)[0], landscape.flatten(net) + 0.3 * d)
+    moved_big = landscape.unflatten(models.clones(big, 1)[0], landscape.flatten(big) + 0.3 * d_big)
+    torch.testing.assert_close(moved_big(x), moved(x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="positive"):
+        models.rescale(net, 0, -2.0)
+    with pytest.raises(ValueError, match="followed by another"):
+        models.rescale(net, 6, 2.0)
