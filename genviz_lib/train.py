@@ -414,8 +414,9 @@ def train(model: nn.Module, train: Data, test: Data | None = None, *, optimizer=
           optimizer_kwargs: dict | None = None, steps: int | None = None, epochs: int | None = None,
           batch_size: int | None = None, poison: Data | None = None, poison_factor: float = 0.0,
           poison_schedule: Callable[[int], float] | None = None, poison_batch_size: int | None = None,
-          attack: Data | None = None, attack_weight: float = 1.0, attack_batch_size: int | None = None, confusion: Data | None = None, clip_grad_norm: float | None = None,
-          scheduler: Callable | None = None, eval_every: int | None = None, checkpoint_every: int | None = None,
+          attack: Data | None = None, attack_weight: float = 1.0, attack_batch_size: int | None = None,
+          confusion: Data | None = None, clip_grad_norm: float | None = None, scheduler: Callable | None = None,
+          eval_every: int | None = None, checkpoint_every: int | None = None,
           stop_at_loss: float | None = None, stop_at_accuracy: float | None = None, seed: int = 0,
           device=None, progress: bool = True, desc: str = "training") -> TrainResult:
     if isinstance(model, MLPEnsemble):
@@ -428,8 +429,8 @@ def train_ensemble(models: Sequence[MLP] | MLPEnsemble, train: Data, test: Data 
                    steps: int | None = None, epochs: int | None = None, batch_size: int | None = None,
                    poison: Data | None = None, poison_factor: float | Sequence[float] | torch.Tensor = 0.0,
                    poison_schedule: Callable[[int], float] | None = None, poison_batch_size: int | None = None,
-                   attack: Data | None = None, attack_weight: float = 1.0, attack_batch_size: int | None = None, confusion: Data | None = None,
-                   clip_grad_norm: float | None = None, scheduler: Callable | None = None,
+                   attack: Data | None = None, attack_weight: float = 1.0, attack_batch_size: int | None = None,
+                   confusion: Data | None = None, clip_grad_norm: float | None = None, scheduler: Callable | None = None,
                    eval_every: int | None = None, checkpoint_every: int | None = None,
                    stop_at_loss: float | None = None, stop_at_accuracy: float | None = None, seed: int = 0,
                    device=None, progress: bool = True, desc: str = "training ensemble") -> list[TrainResult]:
