@@ -72,3 +72,41 @@ def swiss_roll_minimizers(settings: dict, cache: ResultsCache | None = None, pro
             desc="swiss roll, one net per β")
 
     return Minimizers(roll, list(settings["betas"]), cache.cached("swiss-roll-minimizers", settings, sweep))
+
+
+def image_settings(profile: str | Profile | None = None) -> dict:
+    """The image-scale poisoning recipe: a perceptron on Fashion-MNIST (``quick``/``book``), Huang et al.'s
+    SVHN setting with a ResNet-20 and a poison pool from "extra" (``full``, for a GPU)."""
+    p = get_profile(profile)
+    return dict(dataset=p.pick(quick="fashion", book="fashion", full="svhn"),
+                n_train=p.pick(quick=200, book=1000, full=None), n_test=p.pick(quick=500, book=2000, full=None),
+                n_poison=p.pick(quick=1000, book=10000, full=200000), beta=0.5,
+                model=p.pick(quick="mlp", book="mlp", full="resnet20"),
+                steps=p.pick(quick=60, book=600, full=60000), batch=p.pick(quick=None, book=None, full=128),
+                poison_batch=p.pick(quick=200, book=1000, full=128), lr=p.pick(quick=1e-3, book=1e-3, full=0.1),
+                optimizer=p.pick(quick="adam", book="adam", full="sgd"), seed=0)
+
+
+def image_minimizers(settings: dict, cache: ResultsCache | None = None, root=None,
+                     progress: bool = True) -> tuple[data.Splits, dict]:
+    """The data and ``{"clean": ..., "poisoned": ...}`` (see :func:`~genviz_lib.train.clean_and_poisoned`),
+    trained once and cached; ``root`` points the SVHN loader at its files."""
+    loaders = {"fashion": data.load_fashion_mnist, "svhn": data.load_svhn}
+    if settings["dataset"] not in loaders:
+        raise ValueError(f"dataset must be one of {sorted(loaders)}, got {settings['dataset']!r}")
+    extra = {"root": root} if root is not None else {}
+    splits = loaders[settings["dataset"]](n_train=settings["n_train"], n_test=settings["n_test"],
+                                          n_poison=settings["n_poison"], seed=settings["seed"], **extra)
+    shape = splits.train.X.shape[1:]
+    make = {"mlp": lambda: models.MLP(splits.train.X[0].numel(), [256, 256], 10),
+            "resnet20": lambda: models.resnet20(10, shape[0])}[settings["model"]]
+    steps = settings["steps"]
+    options = dict(optimizer=settings["optimizer"], lr=settings["lr"], steps=steps, batch_size=settings["batch"],
+                   poison_batch_size=settings["poison_batch"], scheduler=train.exponential_decay(steps),
+                   eval_every=max(1, steps // 20), progress=progress)
+    if settings["optimizer"] == "sgd":
+        options["optimizer_kwargs"] = dict(momentum=0.9, weight_decay=5e-4)
+    cache = cache or get_cache()
+    pair = cache.cached("image-minimizers", settings, lambda: train.clean_and_poisoned(
+        make, splits, settings["beta"], seed=settings["seed"], **options))
+    return splits, pair

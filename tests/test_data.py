@@ -153,21 +153,14 @@ def test_cifar10_download_and_extract(tmp_path, monkeypatch):
     assert images.shape == (2, 3, 32, 32) and labels.tolist() == [3, 4]
 
 
-def test_svhn_reads_mat_files_with_extra(tmp_path):
-    from scipy.io import savemat
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 30), ("test", 20), ("extra", 40)):
-        X = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
-        y = (np.arange(n) % 10 + 1).reshape(n, 1)  # SVHN labels run 1..10, with 10 for the digit 0
-        savemat(tmp_path / f"{split}_32x32.mat", {"X": X, "y": y})
-    images, labels = data.svhn("extra", root=tmp_path)
-    assert images.shape == (40, 3, 32, 32)
-    assert labels[:10].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
-    s = data.load_svhn(n_train=20, n_test=10, n_poison=20, root=tmp_path)
+def test_svhn_reads_mat_files_with_extra(svhn_root):
+    images, labels = data.svhn("extra", root=svhn_root)
+    assert images.shape == (60, 3, 32, 32)
+    assert labels[:10].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]  # stored as 1..10, with 10 for the digit 0
+    s = data.load_svhn(n_train=20, n_test=10, n_poison=20, root=svhn_root)
     assert len(s.poison) == 20 and s.train.X.shape == (20, 3, 32, 32)
     with pytest.raises(FileNotFoundError, match="download=True"):
-        data.svhn("train", root=tmp_path / "empty")
+        data.svhn("train", root=svhn_root / "empty")
 
 
 def test_svhn_download_checks_md5(tmp_path, monkeypatch):

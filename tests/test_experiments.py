@@ -1,6 +1,6 @@
 import pytest
 
-from genviz_lib import config, experiments, train
+from genviz_lib import config, experiments, models, train
 
 
 def test_swiss_roll_minimizers_train_once_then_come_from_the_cache(tmp_path, monkeypatch):
@@ -34,3 +34,18 @@ def test_the_first_poison_factor_must_be_zero(tmp_path):
     with pytest.raises(ValueError, match="must be 0"):
         experiments.swiss_roll_minimizers(dict(experiments.swiss_roll_settings("quick"), betas=[0.1, 0.2]),
                                           config.ResultsCache(tmp_path))
+
+
+def test_image_minimizers_run_the_full_profile_path_on_stand_in_svhn(svhn_root, tmp_path):
+    # The paper's setting (ResNet-20, SGD with momentum, minibatches, poison from "extra"), scaled down to
+    # stand-in files and a few steps: the code path the `full` profile takes on a GPU.
+    settings = dict(experiments.image_settings("full"), n_train=20, n_test=10, n_poison=30, steps=3, batch=8,
+                    poison_batch=8)
+    splits, pair = experiments.image_minimizers(settings, config.ResultsCache(tmp_path / "cache"), root=svhn_root,
+                                                progress=False)
+    assert splits.name == "SVHN" and len(splits.poison) == 30
+    assert set(pair) == {"clean", "poisoned"}
+    assert models.count_parameters(pair["clean"].model) == 269_722  # the paper's "ResNet-18"
+    assert pair["clean"].steps == pair["poisoned"].steps == 3
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        experiments.image_minimizers(dict(settings, dataset="mnist"), config.ResultsCache(tmp_path / "c2"))

@@ -286,14 +286,8 @@ def test_poison_schedule_scales_the_poison_factor(roll):
     assert clipped.history["train_loss"] == pytest.approx(pure.history["train_loss"], rel=1e-6)
 
 
-def test_clean_and_poisoned_start_alike_and_differ_only_in_beta(tmp_path):
-    from scipy.io import savemat
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 40), ("test", 20), ("extra", 60)):  # a stand-in SVHN, "extra" as poison
-        savemat(tmp_path / f"{split}_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
-                                                  "y": (np.arange(n) % 10 + 1).reshape(n, 1)})
-    svhn = data.load_svhn(n_train=20, n_test=10, n_poison=30, root=tmp_path)
+def test_clean_and_poisoned_start_alike_and_differ_only_in_beta(svhn_root):
+    svhn = data.load_svhn(n_train=20, n_test=10, n_poison=30, root=svhn_root)  # "extra" as the poison pool
     make = lambda: models.MLP(3 * 32 * 32, [16], 10)
     opts = dict(lr=1e-2, steps=5, poison_batch_size=10, eval_every=5, progress=False)
     pair = train.clean_and_poisoned(make, svhn, 0.5, seed=3, **opts)
@@ -307,6 +301,6 @@ def test_clean_and_poisoned_start_alike_and_differ_only_in_beta(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(pair["clean"].model.linears[0].weight, pair["poisoned"].model.linears[0].weight)
     with pytest.raises(ValueError, match="no poison pool"):
-        train.clean_and_poisoned(make, data.load_svhn(n_train=20, n_test=10, root=tmp_path), 0.5, **opts)
+        train.clean_and_poisoned(make, data.load_svhn(n_train=20, n_test=10, root=svhn_root), 0.5, **opts)
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         train.clean_and_poisoned(make, svhn, 0.0, **opts)
