@@ -97,9 +97,8 @@ def image_minimizers(settings: dict, cache: ResultsCache | None = None, root=Non
     extra = {"root": root} if root is not None else {}
     splits = loaders[settings["dataset"]](n_train=settings["n_train"], n_test=settings["n_test"],
                                           n_poison=settings["n_poison"], seed=settings["seed"], **extra)
-    shape = splits.train.X.shape[1:]
     make = {"mlp": lambda: models.MLP(splits.train.X[0].numel(), [256, 256], 10),
-            "resnet20": lambda: models.resnet20(10, shape[0])}[settings["model"]]
+            "resnet20": lambda: models.resnet20(10, splits.train.X.shape[1])}[settings["model"]]
     steps = settings["steps"]
     options = dict(optimizer=settings["optimizer"], lr=settings["lr"], steps=steps, batch_size=settings["batch"],
                    poison_batch_size=settings["poison_batch"], scheduler=train.exponential_decay(steps),

@@ -271,9 +271,10 @@ def width_at(alphas: torch.Tensor, values: torch.Tensor, cutoff: float) -> tuple
     that cutoff is ``a_hi − a_lo``.
     """
     alphas, values = torch.as_tensor(alphas), torch.as_tensor(values)
-    zero = int((alphas == 0).nonzero()[0]) if (alphas == 0).any() else None
-    if zero is None:
+    zeros = (alphas == 0).nonzero()
+    if len(zeros) == 0:
         raise ValueError("the slice's grid must contain 0 exactly (use landscape.grid)")
+    zero = int(zeros[0])
     if not values[zero] < cutoff:
         raise ValueError(f"the value at the centre ({float(values[zero]):.4g}) is not below the cutoff {cutoff}")
     above = values >= cutoff
