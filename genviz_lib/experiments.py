@@ -9,10 +9,11 @@ the same settings and cache gives the cached nets back instead of training again
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
-from . import data, models, train
+from . import curvature, data, landscape, models, train, volume
 from .config import Profile, ResultsCache, get_cache, get_profile
 
 
@@ -63,15 +64,108 @@ def swiss_roll_minimizers(settings: dict, cache: ResultsCache | None = None, pro
     def sweep():
         torch.manual_seed(settings["seed"])
         nets = models.clones(models.swiss_roll_net(), len(settings["betas"]))  # identical initial weights
-        steps = settings["steps"]
-        return train.train_ensemble(
-            nets, roll.train, roll.test, poison=roll.poison, poison_factor=settings["betas"],
-            poison_schedule=train.stepped(steps, settings["ramp"]), poison_batch_size=settings["poison_batch"],
-            lr=settings["lr"], steps=steps, scheduler=train.exponential_decay(steps),
-            clip_grad_norm=settings["clip"], eval_every=max(1, steps // 24), progress=progress,
-            desc="swiss roll, one net per β")
+        return _poisoned_swiss_roll(nets, roll, settings["betas"], settings, progress, "swiss roll, one net per β")
 
     return Minimizers(roll, list(settings["betas"]), cache.cached("swiss-roll-minimizers", settings, sweep))
+
+
+def _poisoned_swiss_roll(nets, roll: data.Splits, betas, settings: dict, progress: bool, desc: str) -> list:
+    """The recipe of :func:`swiss_roll_settings` applied to ``nets`` (one poison factor each) as one ensemble."""
+    steps = settings["steps"]
+    return train.train_ensemble(
+        nets, roll.train, roll.test, poison=roll.poison, poison_factor=list(betas),
+        poison_schedule=train.stepped(steps, settings["ramp"]), poison_batch_size=settings["poison_batch"],
+        lr=settings["lr"], steps=steps, scheduler=train.exponential_decay(steps),
+        clip_grad_norm=settings["clip"], eval_every=max(1, steps // 24), progress=progress, desc=desc)
+
+
+def poison_sweep_settings(profile: str | Profile | None = None) -> dict:
+    """Huang et al.'s Fig. 5 on the swiss roll: many poison factors, several seeds each.
+
+    The recipe of :func:`swiss_roll_settings`, shortened for the ``book`` profile (3,000 steps, poison
+    batches of 400) so that 45 nets train in about a minute; ``full`` runs the long recipe with the paper's
+    ten seeds. The poison factors are spaced roughly logarithmically: the clean training loss a poisoned
+    net can reach grows with β, and only the small factors leave it below the lowest cutoff (0.01).
+    """
+    p = get_profile(profile)
+    return dict(betas=p.pick(quick=[0.0, 0.01, 0.2], book=[0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]),
+                seeds=p.pick(quick=2, book=5, full=10), steps=p.pick(quick=300, book=3000, full=12000),
+                n_poison=p.pick(quick=2000, book=20000), poison_batch=p.pick(quick=200, book=400, full=1000),
+                ramp=(1, 1.5, 2), lr=1e-2, clip=8, seed=0)
+
+
+@dataclasses.dataclass
+class Sweep:
+    """Nets trained by :func:`poison_sweep`: ``runs[s][b]`` is seed ``s`` at poison factor ``betas[b]``."""
+
+    roll: data.Splits
+    betas: list
+    runs: list
+
+    def records(self) -> list[dict]:
+        """One row per net: ``beta``, ``seed``, final ``train_acc``, ``test_acc``, ``train_loss``, ``test_loss``
+        and ``gap`` (train minus test accuracy)."""
+        rows = []
+        for s, per_seed in enumerate(self.runs):
+            for beta, run in zip(self.betas, per_seed):
+                f = run.final
+                rows.append(dict(beta=beta, seed=s, train_acc=f["train_acc"], test_acc=f["test_acc"],
+                                 train_loss=f["train_loss"], test_loss=f["test_loss"],
+                                 gap=f["train_acc"] - f["test_acc"]))
+        return rows
+
+
+def poison_sweep(settings: dict, cache: ResultsCache | None = None, progress: bool = True) -> Sweep:
+    """Train (or read back) one swiss-roll net per (seed, poison factor), all as one ensemble.
+
+    Seed ``s`` draws the initial weights under ``torch.manual_seed(settings["seed"] + s)``; every factor of a
+    seed starts from those weights, so within a seed only β differs.
+    """
+    if settings["seeds"] < 1 or not settings["betas"]:
+        raise ValueError(f"need at least one seed and one poison factor, got {settings['seeds']} and {settings['betas']}")
+    cache = cache or get_cache()
+    roll = data.swiss_roll(n_train=200, n_test=200, n_poison=settings["n_poison"], seed=settings["seed"])
+    k = len(settings["betas"])
+
+    def sweep():
+        nets = []
+        for s in range(settings["seeds"]):
+            torch.manual_seed(settings["seed"] + s)
+            nets += models.clones(models.swiss_roll_net(), k)
+        runs = _poisoned_swiss_roll(nets, roll, list(settings["betas"]) * settings["seeds"], settings, progress,
+                                    f"swiss roll, {settings['seeds']} seeds × {k} poison factors")
+        return [runs[s * k:(s + 1) * k] for s in range(settings["seeds"])]
+
+    return Sweep(roll, list(settings["betas"]), cache.cached("swiss-roll-poison-sweep", settings, sweep))
+
+
+def rings_settings(profile: str | Profile | None = None) -> dict:
+    """Huang et al.'s Fig. 8: the rings at several gaps, a few seeds each (Adam 1e-3, full batch)."""
+    p = get_profile(profile)
+    return dict(gaps=p.pick(quick=[0.001, 0.3], book=[0.001, 0.003, 0.01, 0.1, 0.3]),
+                seeds=2, steps=p.pick(quick=300, book=1500, full=10000), lr=1e-3, seed=0)
+
+
+def rings_runs(settings: dict, cache: ResultsCache | None = None, progress: bool = True) -> dict:
+    """``{gap: (data, [one TrainResult per seed])}``: :func:`~genviz_lib.models.rings_net` trained to fit
+    :func:`~genviz_lib.data.concentric_rings` at each gap, the seeds of one gap as one ensemble."""
+    cache = cache or get_cache()
+
+    def fit(gap):
+        rings = data.concentric_rings(gap=gap)
+        nets = []
+        for s in range(settings["seeds"]):
+            torch.manual_seed(settings["seed"] + s)
+            nets.append(models.rings_net())
+        return train.train_ensemble(nets, rings, None, lr=settings["lr"], steps=settings["steps"],
+                                    eval_every=max(1, settings["steps"] // 10), progress=progress,
+                                    desc=f"rings, gap {gap:g}")
+
+    configs = [dict(settings, gaps=None, gap=g) for g in settings["gaps"]]
+    for g in settings["gaps"]:
+        data.concentric_rings(gap=g)  # bad gaps fail here, before any training
+    runs = cache.map("rings", configs, lambda c: fit(c["gap"]))
+    return {g: (data.concentric_rings(gap=g), r) for g, r in zip(settings["gaps"], runs)}
 
 
 def image_settings(profile: str | Profile | None = None) -> dict:
@@ -109,3 +203,39 @@ def image_minimizers(settings: dict, cache: ResultsCache | None = None, root=Non
     pair = cache.cached("image-minimizers", settings, lambda: train.clean_and_poisoned(
         make, splits, settings["beta"], seed=settings["seed"], **options))
     return splits, pair
+
+
+def basin_summary(model: torch.nn.Module, fit: data.Data, cutoffs, directions: int, rtol: float = 1e-2,
+                  seed: int = 0, eigenvalues: int = 0, frobenius_samples: int = 0, r_min: float | None = None) -> dict:
+    """What chapter 4 measures of one minimizer, on its training loss ``fit``.
+
+    ``loss``: the training loss at the minimizer. ``cutoffs``: those of the given cutoffs above it (a cutoff at
+    or below the minimizer's own loss has no basin). ``radii`` ``[c, directions]``: basin radii along random unit
+    directions (seeded by ``seed``, the same for every model of one size). ``log10_volume``: one per cutoff kept.
+    With ``eigenvalues = k > 0``: the top ``k`` Hessian eigenvalues (Lanczos) and ``V_k`` (Wu et al. eq. 13, or
+    ``nan`` when one of them is not positive); with ``frobenius_samples > 0``: ``frobenius`` (eq. 14, ``‖H‖_F²``).
+    ``r_min`` is where bracketing starts (see :func:`~genviz_lib.volume.basin_radius`); starting near the expected
+    radius saves evaluations on large nets.
+    """
+    if directions < 1:
+        raise ValueError(f"need at least one direction, got {directions}")
+    f, theta = landscape.objective(model, fit.X, fit.y), landscape.flatten(model).detach()
+    n = theta.numel()
+    with torch.no_grad():
+        loss = float(f(theta[None])[0])
+    kept = [float(c) for c in cutoffs if c > loss]
+    out = dict(n=n, loss=loss, cutoffs=kept, radii=torch.empty(0, directions, dtype=torch.float64),
+               log10_volume=[], at_cap=[])
+    if kept:
+        phis = landscape.random_directions(n, directions, torch.Generator().manual_seed(seed)).to(theta)
+        r = volume.basin_radius(f, theta, phis, kept, rtol=rtol, r_min=r_min)
+        out.update(radii=r.radii, at_cap=r.n_at_cap.tolist(),
+                   log10_volume=(volume.log_volume(r.radii, n) / math.log(10)).tolist())
+    if eigenvalues:
+        top = curvature.top_eigenvalues(f, theta, k=eigenvalues, tol=1e-2)
+        out["eigenvalues"] = top
+        out["V_k"] = curvature.log_volume_proxy(top) if (top > 0).all() else math.nan
+    if frobenius_samples:
+        out["frobenius"] = curvature.frobenius_estimate(f, theta, samples=frobenius_samples,
+                                                        generator=torch.Generator().manual_seed(seed))[0]
+    return out

@@ -1,6 +1,9 @@
-import pytest
+import math
 
-from genviz_lib import config, experiments, models, train
+import pytest
+import torch
+
+from genviz_lib import config, curvature, data, experiments, landscape, models, train, volume
 
 
 def test_swiss_roll_minimizers_train_once_then_come_from_the_cache(tmp_path, monkeypatch):
@@ -47,5 +50,74 @@ def test_image_minimizers_run_the_full_profile_path_on_stand_in_svhn(svhn_root, 
     assert set(pair) == {"clean", "poisoned"}
     assert models.count_parameters(pair["clean"].model) == 269_722  # the paper's "ResNet-18"
     assert pair["clean"].steps == pair["poisoned"].steps == 3
+    # chapters 3-4 measure these nets: a filter-normalized slice and basin radii through the same objective
+    net = pair["poisoned"].model
+    f, theta = landscape.objective(net, splits.train.X, splits.train.y), landscape.flatten(net)
+    d = landscape.filter_normalized_direction(net, torch.Generator().manual_seed(0))
+    along = landscape.slice_1d(f, theta, d, torch.tensor([-0.5, 0.0, 0.5]))
+    assert along[1].item() == pytest.approx(float(f(theta[None])[0]), rel=1e-5)
+    summary = experiments.basin_summary(net, splits.train, [along[1].item() + 1.0], directions=3)
+    assert summary["cutoffs"] and summary["radii"].shape == (1, 3) and (summary["radii"] > 0).all()
+    assert math.isfinite(summary["log10_volume"][0])
     with pytest.raises(ValueError, match="dataset must be one of"):
         experiments.image_minimizers(dict(settings, dataset="mnist"), config.ResultsCache(tmp_path / "c2"))
+
+
+def test_poison_sweep_trains_seeds_by_factors_from_per_seed_initializations(tmp_path, monkeypatch):
+    settings = dict(experiments.poison_sweep_settings("quick"), betas=[0.0, 0.3], seeds=2, steps=200)
+    cache = config.ResultsCache(tmp_path)
+    sweep = experiments.poison_sweep(settings, cache, progress=False)
+    assert [len(r) for r in sweep.runs] == [2, 2]
+    rows = sweep.records()
+    assert [(r["seed"], r["beta"]) for r in rows] == [(0, 0.0), (0, 0.3), (1, 0.0), (1, 0.3)]
+    for r in rows:
+        assert r["gap"] == pytest.approx(r["train_acc"] - r["test_acc"])
+    # seed 1 alone, trained by hand with the same recipe, ends where the ensemble's members end
+    torch.manual_seed(settings["seed"] + 1)
+    alone = train.train(models.swiss_roll_net(), sweep.roll.train, sweep.roll.test, poison=sweep.roll.poison,
+                        poison_factor=0.3, poison_schedule=train.stepped(200, settings["ramp"]),
+                        poison_batch_size=settings["poison_batch"], lr=settings["lr"], steps=200,
+                        scheduler=train.exponential_decay(200), clip_grad_norm=settings["clip"], progress=False)
+    assert alone.final["test_acc"] == pytest.approx(sweep.runs[1][1].final["test_acc"], abs=0.011)
+    # the clean nets of the two seeds differ (different initializations); poison lowers test accuracy
+    assert sweep.runs[0][0].final["train_loss"] != sweep.runs[1][0].final["train_loss"]
+    clean = [r["test_acc"] for r in rows if r["beta"] == 0]
+    poisoned = [r["test_acc"] for r in rows if r["beta"] > 0]
+    assert min(clean) > max(poisoned)
+    monkeypatch.setattr(train, "train_ensemble", lambda *a, **k: pytest.fail("should come from the cache"))
+    assert experiments.poison_sweep(settings, cache, progress=False).records() == rows
+    with pytest.raises(ValueError, match="at least one seed"):
+        experiments.poison_sweep(dict(settings, seeds=0), cache)
+
+
+def test_rings_runs_fit_every_gap_and_reject_a_bad_gap_before_training(tmp_path, monkeypatch):
+    settings = dict(experiments.rings_settings("quick"), gaps=[0.3], seeds=2, steps=150)
+    runs = experiments.rings_runs(settings, config.ResultsCache(tmp_path), progress=False)
+    rings, fitted = runs[0.3]
+    assert len(rings) == 130 and len(fitted) == 2
+    assert all(r.final["train_acc"] == 1.0 for r in fitted)
+    monkeypatch.setattr(train, "train_ensemble", lambda *a, **k: pytest.fail("trained before checking the gaps"))
+    with pytest.raises(ValueError, match="gap must lie"):
+        experiments.rings_runs(dict(settings, gaps=[0.1, 0.6]), config.ResultsCache(tmp_path / "other"))
+
+
+def test_basin_summary_matches_the_engine_and_drops_cutoffs_below_the_loss():
+    torch.manual_seed(0)
+    roll = data.swiss_roll(n_train=60, n_test=10)
+    net = train.train(models.MLP(2, [12, 12], 2), roll.train, steps=300, lr=1e-2, progress=False).model
+    f, theta = landscape.objective(net, roll.train.X, roll.train.y), landscape.flatten(net)
+    loss = float(f(theta[None])[0])
+    out = experiments.basin_summary(net, roll.train, [loss / 2, 1.0, 3.0], directions=20, seed=3, eigenvalues=2,
+                                    frobenius_samples=3)
+    assert out["loss"] == pytest.approx(loss) and out["cutoffs"] == [1.0, 3.0]  # loss/2 has no basin
+    phis = landscape.random_directions(theta.numel(), 20, torch.Generator().manual_seed(3))
+    direct = volume.basin_radius(f, theta, phis, [1.0, 3.0], rtol=1e-2)
+    assert torch.allclose(out["radii"], direct.radii)
+    assert out["log10_volume"] == pytest.approx((volume.log_volume(direct.radii, theta.numel()) / math.log(10)).tolist())
+    assert out["log10_volume"][1] > out["log10_volume"][0]  # a higher cutoff, a larger basin
+    dense = torch.linalg.eigvalsh(curvature.hessian(f, theta).double()).flip(0)[:2]  # a small net: all of H
+    assert out["eigenvalues"].tolist() == pytest.approx(dense.tolist(), rel=1e-2)
+    assert out["V_k"] == pytest.approx(float(dense.log().sum()), abs=2e-2)
+    assert out["frobenius"] > 0
+    with pytest.raises(ValueError, match="at least one direction"):
+        experiments.basin_summary(net, roll.train, [1.0], directions=0)
