@@ -150,22 +150,20 @@ def rings_runs(settings: dict, cache: ResultsCache | None = None, progress: bool
     """``{gap: (data, [one TrainResult per seed])}``: :func:`~genviz_lib.models.rings_net` trained to fit
     :func:`~genviz_lib.data.concentric_rings` at each gap, the seeds of one gap as one ensemble."""
     cache = cache or get_cache()
+    rings = {g: data.concentric_rings(gap=g) for g in settings["gaps"]}  # bad gaps fail here, before training
 
     def fit(gap):
-        rings = data.concentric_rings(gap=gap)
         nets = []
         for s in range(settings["seeds"]):
             torch.manual_seed(settings["seed"] + s)
             nets.append(models.rings_net())
-        return train.train_ensemble(nets, rings, None, lr=settings["lr"], steps=settings["steps"],
+        return train.train_ensemble(nets, rings[gap], None, lr=settings["lr"], steps=settings["steps"],
                                     eval_every=max(1, settings["steps"] // 10), progress=progress,
                                     desc=f"rings, gap {gap:g}")
 
     configs = [dict(settings, gaps=None, gap=g) for g in settings["gaps"]]
-    for g in settings["gaps"]:
-        data.concentric_rings(gap=g)  # bad gaps fail here, before any training
     runs = cache.map("rings", configs, lambda c: fit(c["gap"]))
-    return {g: (data.concentric_rings(gap=g), r) for g, r in zip(settings["gaps"], runs)}
+    return {g: (rings[g], r) for g, r in zip(settings["gaps"], runs)}
 
 
 def image_settings(profile: str | Profile | None = None) -> dict:
