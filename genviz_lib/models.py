@@ -124,7 +124,9 @@ class MLPEnsemble(nn.Module):
              for i in range(len(sizes) - 1)] if bias else [])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.flatten(1).expand(self.size, -1, -1) if x.ndim == 2 else x.flatten(2)
+        # [K, N, in]: one input batch per member; anything else ([N, in], images [N, C, H, W]) is shared.
+        per_member = x.ndim == 3 and x.shape[0] == self.size and x.shape[-1] == self.sizes[0]
+        h = x if per_member else x.flatten(1).expand(self.size, -1, -1)
         last = len(self.weights) - 1
         for i, w in enumerate(self.weights):
             h = torch.baddbmm(self.biases[i], h, w) if self.bias else torch.bmm(h, w)

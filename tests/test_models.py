@@ -58,6 +58,20 @@ def test_ensemble_members_compute_what_they_computed_alone():
     assert models.count_parameters(ens) == 4 * 3614
 
 
+def test_ensemble_takes_images_and_per_member_batches():
+    torch.manual_seed(0)
+    nets = [models.MLP(16, [8], 3, bias=False) for _ in range(2)]
+    ens = models.MLPEnsemble(nets)
+    images = torch.randn(5, 1, 4, 4)  # shared image batch, flattened like MLP.forward does
+    out = ens(images)
+    assert out.shape == (2, 5, 3)
+    for k, net in enumerate(nets):
+        torch.testing.assert_close(out[k], net(images))
+    own = torch.randn(2, 5, 16)  # one batch per member
+    for k, net in enumerate(nets):
+        torch.testing.assert_close(ens(own)[k], net(own[k]))
+
+
 def test_ensemble_rejects_mixed_architectures():
     with pytest.raises(ValueError, match="same|layer sizes"):
         models.MLPEnsemble([models.swiss_roll_net(), models.minefield_net()])
