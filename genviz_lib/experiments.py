@@ -59,7 +59,7 @@ def swiss_roll_minimizers(settings: dict, cache: ResultsCache | None = None, pro
     if settings["betas"][0] != 0:
         raise ValueError(f"the first poison factor must be 0 (the good minimizer), got {settings['betas']}")
     cache = cache or get_cache()
-    roll = data.swiss_roll(n_train=200, n_test=200, n_poison=settings["n_poison"], seed=settings["seed"])
+    roll = _swiss_roll(settings)
 
     def sweep():
         torch.manual_seed(settings["seed"])
@@ -67,6 +67,11 @@ def swiss_roll_minimizers(settings: dict, cache: ResultsCache | None = None, pro
         return _poisoned_swiss_roll(nets, roll, settings["betas"], settings, progress, "swiss roll, one net per β")
 
     return Minimizers(roll, list(settings["betas"]), cache.cached("swiss-roll-minimizers", settings, sweep))
+
+
+def _swiss_roll(settings: dict) -> data.Splits:
+    """The swiss roll of Huang et al. (200 train, 200 test) with the poison pool the settings ask for."""
+    return data.swiss_roll(n_train=200, n_test=200, n_poison=settings["n_poison"], seed=settings["seed"])
 
 
 def _poisoned_swiss_roll(nets, roll: data.Splits, betas, settings: dict, progress: bool, desc: str) -> list:
@@ -124,7 +129,7 @@ def poison_sweep(settings: dict, cache: ResultsCache | None = None, progress: bo
     if settings["seeds"] < 1 or not settings["betas"]:
         raise ValueError(f"need at least one seed and one poison factor, got {settings['seeds']} and {settings['betas']}")
     cache = cache or get_cache()
-    roll = data.swiss_roll(n_train=200, n_test=200, n_poison=settings["n_poison"], seed=settings["seed"])
+    roll = _swiss_roll(settings)
     k = len(settings["betas"])
 
     def sweep():

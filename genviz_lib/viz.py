@@ -159,6 +159,12 @@ def minefield(trajectory_xy, bad_xy, starts, test_acc=None, ax=None):
     return ax
 
 
+def percent_axis(ax, axis: str = "y"):
+    """Label an axis that shows fractions as percentages (0.25 → 25%); returns ``ax``."""
+    getattr(ax, f"{axis}axis").set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    return ax
+
+
 def metric_lines(x: Sequence[float], series: dict, ax=None, xlabel: str = "", ylabel: str = "accuracy",
                  reference: dict | None = None, percent: bool = True):
     """One line with markers per named series over a shared ``x``; ``reference`` draws labelled horizontal lines."""
@@ -170,7 +176,7 @@ def metric_lines(x: Sequence[float], series: dict, ax=None, xlabel: str = "", yl
         ax.annotate(name, (ax.get_xlim()[0], value), xytext=(4, 3), textcoords="offset points", fontsize=8,
                     color="grey")
     if percent:
-        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        percent_axis(ax)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8)
     return ax

@@ -39,6 +39,15 @@ def test_metric_lines_plots_each_series_and_reference():
     viz.metric_lines([1, 2, 3], {"a": [0.9, 0.5, 0.2], "b": [0.8, 0.7, 0.6]}, ax=ax, reference={"chance": 0.1})
     ys = [list(line.get_ydata()) for line in ax.lines]
     assert [0.9, 0.5, 0.2] in ys and [0.8, 0.7, 0.6] in ys and [0.1, 0.1] in ys
+    assert ax.yaxis.get_major_formatter()(0.25, 0) == "25%"  # fractions shown as percentages
+    plt.close(fig)
+
+
+def test_percent_axis_formats_the_chosen_axis():
+    fig, ax = plt.subplots()
+    assert viz.percent_axis(ax, "x") is ax
+    assert ax.xaxis.get_major_formatter()(0.125, 0) == "12%" and ax.xaxis.get_major_formatter()(1.0, 0) == "100%"
+    assert ax.yaxis.get_major_formatter()(0.25, 0) != "25%"  # the other axis is left alone
     plt.close(fig)
 
 
