@@ -199,6 +199,21 @@ def corrupt_labels(y: torch.Tensor, fraction: float, num_classes: int, seed: int
     return new, mask
 
 
+def standardize(splits: Splits) -> Splits:
+    """The splits with every input channel (image) or feature (vector) shifted and scaled to mean 0 and standard
+    deviation 1 on the training set (the same shift and scale applied to test and poison inputs), as Poggio et al. do."""
+    X = splits.train.X
+    dims = (0, *range(2, X.ndim))  # per channel of [N, C, H, W] images, per feature of [N, d] vectors
+    mean, std = X.mean(dims, keepdim=True), X.std(dims, keepdim=True)
+    if bool((std == 0).any()):
+        raise ValueError("an input channel is constant on the training set: it cannot be standardized")
+
+    def scaled(d: Data | None) -> Data | None:
+        return None if d is None else Data((d.X - mean) / std, d.y)
+
+    return dataclasses.replace(splits, train=scaled(splits.train), test=scaled(splits.test), poison=scaled(splits.poison))
+
+
 def downsample2x(images: torch.Tensor) -> torch.Tensor:
     """Average 2×2 blocks: ``[N, C, H, W] → [N, C, H/2, W/2]`` (28×28 Fashion-MNIST → 14×14)."""
     if images.ndim != 4 or images.shape[-1] % 2 or images.shape[-2] % 2:

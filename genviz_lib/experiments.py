@@ -8,12 +8,13 @@ the same settings and cache gives the cached nets back instead of training again
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
 import torch
 
-from . import curvature, data, landscape, models, train, volume
+from . import curvature, data, landscape, models, norms, train, volume
 from .config import Profile, ResultsCache, get_cache, get_profile
 
 
@@ -242,3 +243,240 @@ def basin_summary(model: torch.nn.Module, fit: data.Data, cutoffs, directions: i
         out["frobenius"] = curvature.frobenius_estimate(f, theta, samples=frobenius_samples,
                                                         generator=torch.Generator().manual_seed(seed))[0]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 5: Poggio et al.'s family of minimizers and their normalized losses
+# --------------------------------------------------------------------------------------------
+
+#: The initialization standard deviations of Poggio et al.'s Fig. 2 (their appendix B).
+POGGIO_INIT_STDS = (0.0001, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006, 0.0007, 0.0008, 0.0009, 0.001, 0.0016, 0.0032,
+                    0.0064, 0.0128, 0.0256, 0.0512, 0.06, 0.07, 0.08, 0.09, 0.1, 0.1024, 0.11, 0.12, 0.14)
+
+#: The layer norms chapter 5 normalizes by (Poggio et al.'s Fig. 9), by name.
+LAYER_NORMS = {"L1": 1.0, "L2": 2.0, "L∞": math.inf}
+
+
+def normalized_settings(profile: str | Profile | None = None) -> dict:
+    """Poggio et al.'s experiment for a profile: bias-free ReLU nets trained to the same low training loss.
+
+    ``quick``/``book``: an MLP (784-256-256-10 in ``book``) on standardized Fashion-MNIST subsets, Adam 1e-3,
+    full batch. ``full``: their Fig. 2 setting, :func:`~genviz_lib.models.poggio_convnet` on all of CIFAR-10,
+    their 25 initialization scales, SGD (lr 0.01 → 0.001 → 0.0001 in quarters; momentum 0.9, which they do not
+    state) on batches of 128 for up to 200 epochs (30 epochs of pretraining). Every net stops at the first
+    evaluation where its training loss is at most ``target_loss`` (their Fig. 5 picks the snapshot nearest to a
+    reference loss). ``init_stds``: one net per scale; ``corrupted``: one net pretrained on labels of which that
+    fraction is replaced by random ones, from ``N(0, pretrain_std²)``; one net on random labels from
+    ``N(0, random_label_std²)`` (their red point). ``sizes`` × ``size_stds``: nets for the gap against the
+    training-set size (their Fig. 19); ``track_*``: one net whose checkpoints are measured during training.
+    """
+    p = get_profile(profile)
+    epoch = 50000 // 128
+    return dict(dataset=p.pick(quick="fashion", book="fashion", full="cifar10"),
+                net=p.pick(quick="mlp", book="mlp", full="conv"), widths=p.pick(quick=(64, 64), book=(256, 256)),
+                channels=64, n_train=p.pick(quick=200, book=1000, full=None),
+                n_test=p.pick(quick=500, book=5000, full=None),
+                init_stds=p.pick(quick=(0.01, 0.1), book=(0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.14),
+                                 full=POGGIO_INIT_STDS),
+                corrupted=p.pick(quick=(0.0, 1.0), book=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0)),
+                pretrain_std=0.05, random_label_std=0.1,
+                optimizer=p.pick(quick="adam", book="adam", full="sgd"), lr=p.pick(quick=1e-3, book=1e-3, full=0.01),
+                lr_factors=p.pick(quick=(1,), book=(1,), full=(1, 1, 0.1, 0.01)),
+                batch=p.pick(quick=None, book=None, full=128),
+                steps=p.pick(quick=300, book=3000, full=200 * epoch),
+                pretrain_steps=p.pick(quick=60, book=400, full=30 * epoch), target_loss=0.01,
+                sizes=p.pick(quick=(100, 200), book=(250, 500, 1000, 2000, 4000), full=(1000, 3000, 10000, 50000)),
+                size_stds=p.pick(quick=(0.01, 0.1), book=(0.01, 0.05, 0.1)),
+                track_std=0.01, track_steps=p.pick(quick=60, book=600, full=100 * epoch),
+                track_every=p.pick(quick=10, book=10, full=epoch), seed=0)
+
+
+def _normalized_splits(settings: dict, n_train, root=None) -> data.Splits:
+    loaders = {"fashion": data.load_fashion_mnist, "cifar10": data.load_cifar10}
+    if settings["dataset"] not in loaders:
+        raise ValueError(f"dataset must be one of {sorted(loaders)}, got {settings['dataset']!r}")
+    extra = {"root": root} if root is not None else {}
+    return data.standardize(loaders[settings["dataset"]](n_train=n_train, n_test=settings["n_test"],
+                                                         seed=settings["seed"], **extra))
+
+
+def _normalized_net(settings: dict, splits: data.Splits, std: float, seed: int) -> torch.nn.Module:
+    X = splits.train.X
+    if settings["net"] == "mlp":
+        net = models.MLP(X[0].numel(), settings["widths"], splits.num_classes, bias=False)
+    elif settings["net"] == "conv":
+        net = models.poggio_convnet(settings["channels"], X.shape[1], X.shape[-1], splits.num_classes)
+    else:
+        raise ValueError(f"net must be 'mlp' or 'conv', got {settings['net']!r}")
+    return models.initialize(net, "normal", scale=std, seed=seed)
+
+
+def _to_target(nets: list, fit: data.Data, settings: dict, steps: int, desc: str, progress: bool,
+               test: data.Data | None = None, **extra) -> list:
+    """Train ``nets`` on ``fit`` until each reaches the target loss (MLPs as one ensemble, others one by one)."""
+    factors = settings["lr_factors"]
+    options = dict(optimizer=settings["optimizer"], lr=settings["lr"], steps=steps, batch_size=settings["batch"],
+                   stop_at_loss=settings["target_loss"], progress=progress,
+                   scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, train.stepped(steps, factors)),
+                   **extra)
+    if settings["optimizer"] == "sgd":
+        options["optimizer_kwargs"] = dict(momentum=0.9)
+    if len(nets) > 1 and all(isinstance(n, models.MLP) for n in nets):
+        return train.train_ensemble(nets, fit, test, desc=desc, **options)
+    return [train.train(n, fit, test, desc=f"{desc} ({i + 1}/{len(nets)})", **options) for i, n in enumerate(nets)]
+
+
+@dataclasses.dataclass
+class Family:
+    """Nets of one architecture fitted to one training set by :func:`normalized_family`.
+
+    ``splits``: the standardized data; ``shuffled``: the same inputs with random labels (train and test), the
+    random-label net's data. ``members``: one dict per net with ``group`` (``"init"``, ``"pretrain"`` or
+    ``"random"``), ``value`` (the initialization scale or the corrupted fraction), ``label``, ``run`` (its
+    :class:`~genviz_lib.train.TrainResult`) and, for pretrained nets, ``pretrain`` (the pretraining run).
+    """
+
+    splits: data.Splits
+    shuffled: data.Splits
+    members: list
+
+    def data_of(self, member: dict) -> data.Splits:
+        return self.shuffled if member["group"] == "random" else self.splits
+
+    def measure(self, layer_norms: dict | None = None) -> list[dict]:
+        """One row per net, all in float64: ``train_acc``, ``test_acc``, ``train_loss``, ``test_loss`` (plain
+        cross-entropy), ``frobenius`` (``Π‖W_i‖_F``) and for each norm ``q`` of ``layer_norms`` (default
+        :data:`LAYER_NORMS`): ``rho_q``, ``scale_q`` and the normalized losses ``train_q``, ``test_q`` of
+        ``scale_q · f̃``. ``scale_q`` is one constant for the whole family (Poggio et al.'s ``R``): the median of
+        ``ρ_q / ρ_L2`` over the nets, so that every norm's outputs have about the size of the L2-normalized ones
+        (1 for L2). Pretrained nets also have ``pretrain_test_acc`` (test accuracy when pretraining ended)."""
+        layer_norms = LAYER_NORMS if layer_norms is None else layer_norms
+        rhos = {name: [float(norms.layer_norms(m["run"].model, q).prod()) for m in self.members]
+                for name, q in dict(layer_norms, _L2=2.0).items()}
+        scales = {name: float(torch.tensor([a / b for a, b in zip(rhos[name], rhos["_L2"])]).median())
+                  for name in layer_norms}
+        rows = []
+        for i, m in enumerate(self.members):
+            d, model = self.data_of(m), m["run"].model
+            wide = copy.deepcopy(model).double()
+            row = dict(group=m["group"], value=m["value"], label=m["label"], steps=m["run"].steps,
+                       frobenius=norms.frobenius_product(model))
+            for split in ("train", "test"):
+                part = getattr(d, split)
+                loss, acc = train.evaluate(wide, data.Data(part.X.double(), part.y))
+                row[f"{split}_loss"], row[f"{split}_acc"] = float(loss[0]), float(acc[0])
+            for name, q in layer_norms.items():
+                row[f"rho_{name}"], row[f"scale_{name}"] = rhos[name][i], scales[name]
+                for split in ("train", "test"):
+                    part = getattr(d, split)
+                    row[f"{split}_{name}"] = norms.normalized_loss(model, part.X, part.y, q, scale=scales[name])
+            if m.get("pretrain") is not None:
+                row["pretrain_test_acc"] = float(train.evaluate(m["pretrain"].model, self.splits.test)[1][0])
+            rows.append(row)
+        return rows
+
+
+def normalized_family(settings: dict, cache: ResultsCache | None = None, root=None, progress: bool = True) -> Family:
+    """Train (or read back) Poggio et al.'s family: one net per initialization scale, one per corrupted fraction
+    of pretraining labels (then trained on the true labels), and one on random labels, all to the same target
+    training loss. Each group (or, for conv nets, each net) is cached as soon as it is trained."""
+    if not settings["init_stds"] or min(settings["init_stds"]) <= 0:
+        raise ValueError(f"need positive initialization scales, got {settings['init_stds']}")
+    if any(not 0 <= c <= 1 for c in settings["corrupted"]):
+        raise ValueError(f"corrupted fractions must lie in [0, 1], got {settings['corrupted']}")
+    cache = cache or get_cache()
+    splits = _normalized_splits(settings, settings["n_train"], root)
+    seed, k = settings["seed"], splits.num_classes
+    shuffled = dataclasses.replace(
+        splits, train=data.Data(splits.train.X, data.corrupt_labels(splits.train.y, 1.0, k, seed + 1)[0]),
+        test=data.Data(splits.test.X, data.corrupt_labels(splits.test.y, 1.0, k, seed + 2)[0]))
+    base = {key: v for key, v in settings.items() if not key.startswith(("size", "track"))}
+
+    def init_group(stds):
+        nets = [_normalized_net(settings, splits, s, seed + settings["init_stds"].index(s)) for s in stds]
+        return _to_target(nets, splits.train, settings, settings["steps"], "initialization scales", progress)
+
+    groups = [list(settings["init_stds"])] if settings["net"] == "mlp" else [[s] for s in settings["init_stds"]]
+    runs = [r for rs in cache.map("normalized-init", [dict(base, stds=g) for g in groups],
+                                  lambda c: init_group(c["stds"])) for r in rs]
+    members = [dict(group="init", value=s, label=f"σ = {s:g}", run=r) for s, r in zip(settings["init_stds"], runs)]
+
+    def pretrained(j, fraction):
+        net = _normalized_net(settings, splits, settings["pretrain_std"], seed + 100 + j)
+        labels = data.corrupt_labels(splits.train.y, fraction, k, seed + 100 + j)[0]
+        first = _to_target([net], data.Data(splits.train.X, labels), settings, settings["pretrain_steps"],
+                           f"pretraining, {fraction:.0%} corrupted", progress)[0]
+        first = dataclasses.replace(first, model=copy.deepcopy(first.model))
+        return first, _to_target([net], splits.train, settings, settings["steps"], "true labels", progress)[0]
+
+    pre = cache.map("normalized-pretrain", [dict(base, fraction=c, index=j) for j, c in enumerate(settings["corrupted"])],
+                    lambda c: pretrained(c["index"], c["fraction"]))
+    members += [dict(group="pretrain", value=c, label=f"{c:.0%} corrupted", run=r, pretrain=p)
+                for c, (p, r) in zip(settings["corrupted"], pre)]
+
+    def random_net():
+        net = _normalized_net(settings, splits, settings["random_label_std"], seed + 200)
+        return _to_target([net], shuffled.train, settings, settings["steps"], "random labels", progress)[0]
+
+    members.append(dict(group="random", value=settings["random_label_std"], label="random labels",
+                        run=cache.cached("normalized-random", base, random_net)))
+    return Family(splits, shuffled, members)
+
+
+def normalized_trajectory(settings: dict, cache: ResultsCache | None = None, root=None,
+                          progress: bool = True) -> list[dict]:
+    """One net of the family's architecture (scale ``track_std``) trained for ``track_steps`` with no stopping
+    target, measured every ``track_every`` steps: one row per checkpoint with ``step``, plain ``train_loss``,
+    ``test_loss``, ``train_acc``, ``test_acc``, the normalized (L2) ``train_normalized``, ``test_normalized`` and
+    ``rho``."""
+    cache = cache or get_cache()
+    splits = _normalized_splits(settings, settings["n_train"], root)
+    config = {key: v for key, v in settings.items() if not key.startswith(("size", "init", "corrupt"))}
+
+    def run():
+        net = _normalized_net(settings, splits, settings["track_std"], settings["seed"] + 300)
+        result = _to_target([net], splits.train, dict(settings, target_loss=None), settings["track_steps"],
+                            "tracked net", progress, checkpoint_every=settings["track_every"])[0]
+        rows = []
+        for step, state in result.checkpoints:
+            net.load_state_dict(state)
+            row = dict(step=step, rho=norms.frobenius_product(net))
+            for split in ("train", "test"):
+                part = getattr(splits, split)
+                loss, acc = train.evaluate(net, part)
+                row.update({f"{split}_loss": float(loss[0]), f"{split}_acc": float(acc[0]),
+                            f"{split}_normalized": norms.normalized_loss(net, part.X, part.y)})
+            rows.append(row)
+        return rows
+
+    return cache.cached("normalized-trajectory", config, run)
+
+
+def normalized_gap_sweep(settings: dict, cache: ResultsCache | None = None, root=None,
+                         progress: bool = True) -> list[dict]:
+    """Poggio et al.'s Fig. 19: for each training-set size of ``sizes``, one net per scale of ``size_stds`` trained
+    to the target loss; one row per net with ``n``, ``std``, ``train_acc``, ``test_acc``, plain ``train_loss`` and
+    ``test_loss``, normalized (L2) ``train_normalized`` and ``test_normalized``. Cached per size."""
+    if min(settings["sizes"]) < 10:
+        raise ValueError(f"training-set sizes must be at least 10, got {settings['sizes']}")
+    cache = cache or get_cache()
+    config = {key: v for key, v in settings.items() if not key.startswith(("init", "corrupt", "track"))}
+
+    def at_size(n):
+        splits = _normalized_splits(settings, n, root)
+        nets = [_normalized_net(settings, splits, s, settings["seed"] + 400 + i)
+                for i, s in enumerate(settings["size_stds"])]
+        runs = _to_target(nets, splits.train, settings, settings["steps"], f"{n} training examples", progress)
+        rows = []
+        for s, r in zip(settings["size_stds"], runs):
+            row = dict(n=n, std=s, steps=r.steps)
+            for split in ("train", "test"):
+                part = getattr(splits, split)
+                loss, acc = train.evaluate(r.model, part)
+                row.update({f"{split}_loss": float(loss[0]), f"{split}_acc": float(acc[0]),
+                            f"{split}_normalized": norms.normalized_loss(r.model, part.X, part.y)})
+            rows.append(row)
+        return rows
+
+    per_size = cache.map("normalized-gap", [dict(config, n=n) for n in settings["sizes"]], lambda c: at_size(c["n"]))
+    return [row for rows in per_size for row in rows]

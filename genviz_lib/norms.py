@@ -26,6 +26,7 @@ import copy
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -154,21 +155,68 @@ def normalized_network(model: nn.Module, p: float = 2) -> tuple[nn.Module, float
 
 
 def normalized_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, p: float = 2,
-                    dtype: torch.dtype = torch.float64, batch: int = 4096) -> float:
-    """Poggio et al.'s normalized cross-entropy: the mean cross-entropy of the normalized network ``f̃``.
+                    dtype: torch.dtype = torch.float64, batch: int = 4096, scale: float = 1.0) -> float:
+    """Poggio et al.'s normalized cross-entropy: the mean cross-entropy of ``scale · f̃``, ``f̃`` the normalized network.
 
     Computed in ``dtype`` (float64 by default: for ten classes the values all sit just above ``ln 10``
-    and differ in the fourth or fifth decimal).
+    and differ in the fourth or fifth decimal). ``scale`` is their ``R`` (eq. 6): one constant for every net
+    compared, which moves the losses away from ``ln 10`` when the norm makes ``f̃`` tiny (L1: they divide
+    its norms by 100) or huge (L∞), without changing any prediction.
     """
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
     normalized, _ = normalized_network(copy.deepcopy(model).to(dtype), p)  # normalize in dtype, not before
+    if scale != 1.0:
+        with torch.no_grad():
+            normalized.get_parameter(weight_tensors(normalized)[-1][0]).mul_(scale)  # R f̃: the last layer carries R
     loss, _ = evaluate(normalized, Data(X.to(dtype), y), batch_size=batch)
     return float(loss[0])
 
 
+def homogeneity_check(model: nn.Module, X: torch.Tensor, p: float = 2) -> dict:
+    """Check ``f(W; x) = ρ · f(W̃; x)`` on the inputs ``X``, in float64.
+
+    Returns ``rho`` (``Π_i ‖W_i‖_p``), ``max_abs_error`` and ``max_rel_error`` (relative to the largest
+    ``|f(W; x)|``) between the two sides, and ``same_predictions``: the fraction of inputs whose predicted
+    class is the same for ``f`` and ``f̃``.
+    """
+    net = copy.deepcopy(model).double().eval()
+    normalized, rho = normalized_network(net, p)
+    with torch.no_grad():
+        X = X.to(next(net.parameters()).device, torch.float64)
+        f, f_tilde = class_logits(net(X)), class_logits(normalized(X))
+    err = (f - rho * f_tilde).abs().max().item()
+    return dict(rho=rho, max_abs_error=err, max_rel_error=err / f.abs().max().item(),
+                same_predictions=(f.argmax(1) == f_tilde.argmax(1)).double().mean().item())
+
+
+def linear_fit(x: Sequence[float], y: Sequence[float]) -> dict:
+    """The least-squares line ``y ≈ slope · x + intercept`` in float64, with ``r2`` (``1 − SS_res / SS_tot``)
+    and ``r2_diagonal``, the same score for the line ``y = x`` (how much of the fit the diagonal already gives)."""
+    x, y = _vector(x), _vector(y)
+    if x.shape != y.shape or len(x) < 3:
+        raise ValueError(f"need two sequences of the same length, at least 3, got {len(x)} and {len(y)}")
+    if float(x.std()) == 0.0 or float(y.std()) == 0.0:
+        raise ValueError("a sequence is constant: the line (or R²) is undefined")
+    xc, yc = x - x.mean(), y - y.mean()
+    slope = (xc * yc).sum() / (xc * xc).sum()
+    intercept = y.mean() - slope * x.mean()
+    total = (yc * yc).sum()
+    r2 = 1 - ((y - slope * x - intercept) ** 2).sum() / total
+    return dict(slope=float(slope), intercept=float(intercept), r2=float(r2),
+                r2_diagonal=float(1 - ((y - x) ** 2).sum() / total))
+
+
+def _vector(x) -> torch.Tensor:
+    """Any sequence of numbers (list, array, tensor, pandas Series with any index) as a flat float64 tensor."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().double().flatten().cpu()
+    return torch.from_numpy(np.asarray(x, dtype=np.float64).copy()).flatten()
+
+
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's rank correlation τ-b between two sequences (ties counted as in τ-b)."""
-    x = torch.as_tensor(x, dtype=torch.float64).flatten()
-    y = torch.as_tensor(y, dtype=torch.float64).flatten()
+    x, y = _vector(x), _vector(y)
     if x.shape != y.shape or len(x) < 2:
         raise ValueError("need two sequences of the same length, at least 2")
     i, j = torch.triu_indices(len(x), len(x), offset=1)

@@ -212,3 +212,24 @@ def test_the_real_fashion_mnist_files():
     assert np.bincount(labels).tolist() == [6000] * 10
     images, labels = data.fashion_mnist("test")
     assert images.shape == (10000, 28, 28) and np.bincount(labels).tolist() == [1000] * 10
+
+
+def test_standardize_uses_the_training_statistics_per_channel():
+    X = torch.zeros(4, 2, 1, 2)
+    X[:, 0] = torch.tensor([1.0, 3.0]).view(1, 1, 2)  # channel 0: 1, 3, 1, 3, … → mean 2
+    X[:, 1] = torch.arange(4.0).view(4, 1, 1)         # channel 1: 0, 0, 1, 1, 2, 2, 3, 3 → mean 1.5
+    test = data.Data(torch.full((1, 2, 1, 2), 2.0), torch.zeros(1, dtype=torch.long))
+    s = data.standardize(data.Splits(data.Data(X, torch.zeros(4, dtype=torch.long)), test, None, 2, "toy"))
+    flat = s.train.X.transpose(0, 1).reshape(2, -1)
+    torch.testing.assert_close(flat.mean(1), torch.zeros(2))
+    torch.testing.assert_close(flat.std(1), torch.ones(2))
+    std0 = torch.tensor([1.0, 3.0, 1, 3, 1, 3, 1, 3]).std()
+    std1 = torch.tensor([0.0, 0, 1, 1, 2, 2, 3, 3]).std()
+    torch.testing.assert_close(s.test.X[0, :, 0, 0], torch.stack([(2 - 2) / std0, (2 - 1.5) / std1]))
+    assert s.poison is None and s.name == "toy"
+
+
+def test_standardize_rejects_a_constant_channel():
+    d = data.Data(torch.ones(3, 1, 2, 2), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="constant"):
+        data.standardize(data.Splits(d, d))

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from genviz_lib import config, curvature, data, experiments, landscape, models, train, volume
+from genviz_lib import config, curvature, data, experiments, landscape, models, norms, train, volume
 
 
 def test_swiss_roll_minimizers_train_once_then_come_from_the_cache(tmp_path, monkeypatch):
@@ -121,3 +121,61 @@ def test_basin_summary_matches_the_engine_and_drops_cutoffs_below_the_loss():
     assert out["frobenius"] > 0
     with pytest.raises(ValueError, match="at least one direction"):
         experiments.basin_summary(net, roll.train, [1.0], directions=0)
+
+
+def test_normalized_family_fits_every_net_and_measures_what_norms_compute(tmp_path, monkeypatch):
+    settings = dict(experiments.normalized_settings("quick"), n_train=100, n_test=200, widths=(32,),
+                    init_stds=(0.02, 0.1), corrupted=(0.0, 1.0))
+    cache = config.ResultsCache(tmp_path)
+    fam = experiments.normalized_family(settings, cache, progress=False)
+    assert [m["group"] for m in fam.members] == ["init", "init", "pretrain", "pretrain", "random"]
+    rows = fam.measure()
+    for m, row in zip(fam.members, rows):
+        assert row["train_loss"] <= settings["target_loss"] and row["train_acc"] == 1.0, m["label"]
+        d = fam.data_of(m)
+        assert row["train_L2"] == pytest.approx(norms.normalized_loss(m["run"].model, d.train.X, d.train.y), rel=1e-12)
+        assert row["scale_L2"] == 1.0 and row["rho_L2"] == pytest.approx(row["frobenius"])
+    # the random-label net fitted labels that are not the true ones, and is at chance on its random test labels
+    assert (fam.shuffled.train.y != fam.splits.train.y).float().mean() > 0.8
+    assert rows[-1]["test_acc"] < 0.25 and rows[0]["test_acc"] > 0.5
+    # one R per norm for the whole family: the median of ρ_q / ρ_L2
+    ratios = torch.tensor([r["rho_L1"] / r["rho_L2"] for r in rows])
+    assert all(r["scale_L1"] == pytest.approx(float(ratios.median())) for r in rows)
+    # pretraining on fully corrupted labels left the net at chance before the true labels were fitted
+    assert rows[3]["pretrain_test_acc"] < 0.3 < rows[3]["test_acc"]
+
+    monkeypatch.setattr(experiments, "_to_target", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    again = experiments.normalized_family(settings, cache, progress=False)
+    assert again.measure()[1]["test_L2"] == rows[1]["test_L2"]
+    with pytest.raises(ValueError, match="corrupted fractions"):
+        experiments.normalized_family(dict(settings, corrupted=(1.5,)), cache)
+
+
+def test_normalized_trajectory_and_gap_sweep_measure_each_checkpoint_and_size(tmp_path):
+    settings = dict(experiments.normalized_settings("quick"), n_test=200, widths=(32,), track_steps=30,
+                    track_every=10, sizes=(50, 100), size_stds=(0.05,))
+    cache = config.ResultsCache(tmp_path)
+    rows = experiments.normalized_trajectory(settings, cache, progress=False)
+    assert [r["step"] for r in rows] == [0, 10, 20, 30]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"] and rows[-1]["rho"] > rows[0]["rho"]
+    gaps = experiments.normalized_gap_sweep(settings, cache, progress=False)
+    assert [(r["n"], r["std"]) for r in gaps] == [(50, 0.05), (100, 0.05)]
+    assert all(r["train_loss"] <= settings["target_loss"] for r in gaps)
+    assert all(r["train_normalized"] < r["test_normalized"] < math.log(10) + 1e-3 for r in gaps)
+    with pytest.raises(ValueError, match="at least 10"):
+        experiments.normalized_gap_sweep(dict(settings, sizes=(5,)), cache)
+
+
+def test_normalized_family_runs_the_full_profile_path_on_stand_in_cifar(cifar_root, tmp_path):
+    # Poggio et al.'s Fig. 2 setting (their 3-layer conv net, SGD with the stepped rate, minibatches), on
+    # stand-in CIFAR-10 files and a few steps: the code path the `full` profile takes on a GPU.
+    settings = dict(experiments.normalized_settings("full"), n_train=40, n_test=20, channels=4,
+                    init_stds=experiments.POGGIO_INIT_STDS[-2:], corrupted=(0.5,), steps=4, pretrain_steps=2, batch=8)
+    assert len(experiments.normalized_settings("full")["init_stds"]) == 25
+    fam = experiments.normalized_family(settings, config.ResultsCache(tmp_path), root=cifar_root, progress=False)
+    assert fam.splits.name == "CIFAR-10" and fam.splits.train.X.shape == (40, 3, 32, 32)
+    assert abs(float(fam.splits.train.X.mean())) < 1e-4  # standardized
+    assert [m["group"] for m in fam.members] == ["init", "init", "pretrain", "random"]
+    assert all(isinstance(m["run"].model, models.SmallCNN) and m["run"].steps <= 4 for m in fam.members)
+    rows = fam.measure()
+    assert all(math.isfinite(r["train_L∞"]) and math.isfinite(r["test_L1"]) for r in rows)

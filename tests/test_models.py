@@ -152,3 +152,15 @@ def test_rescale_keeps_the_function_and_moves_the_weights():
         models.rescale(net, 0, -2.0)
     with pytest.raises(ValueError, match="followed by another"):
         models.rescale(net, 6, 2.0)
+
+
+def test_poggio_convnet_is_appendix_b_net():
+    net = models.poggio_convnet()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [(64, (5, 5), (2, 2), (2, 2))] * 2
+    assert net.classifier.in_features == 64 * 8 * 8 and net.classifier.out_features == 10
+    assert all(p.ndim >= 2 for p in net.parameters())  # bias-free
+    assert models.count_parameters(net) == 3 * 64 * 25 + 64 * 64 * 25 + 64 * 8 * 8 * 10 == 148160
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="odd"):
+        models.SmallCNN(kernel_size=4)

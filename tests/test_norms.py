@@ -125,3 +125,52 @@ def test_kendall_tau_matches_scipy_with_ties():
     assert norms.kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
     with pytest.raises(ValueError, match="constant"):
         norms.kendall_tau([1, 1, 1], [1, 2, 3])
+
+
+@pytest.mark.parametrize("make", [lambda: models.MLP(6, [8, 8], 3, bias=False),
+                                  lambda: models.SmallCNN((4, 4), 1, 3, 8, bias=False, kernel_size=5)])
+def test_homogeneity_check_finds_f_equal_to_rho_times_normalized_f(make):
+    torch.manual_seed(0)
+    net = make()
+    X = torch.randn(20, 6) if isinstance(net, models.MLP) else torch.randn(20, 1, 8, 8)
+    check = norms.homogeneity_check(net, X)
+    assert check["rho"] == pytest.approx(float(norms.layer_norms(net).prod()), rel=1e-12)
+    assert check["max_rel_error"] < 1e-12 and check["same_predictions"] == 1.0
+    with pytest.raises(ValueError, match="bias-free"):
+        norms.homogeneity_check(models.MLP(6, [8], 3), torch.randn(2, 6))
+
+
+def test_linear_fit_recovers_a_line_and_matches_numpy():
+    x = torch.arange(5.0, dtype=torch.float64)
+    exact = norms.linear_fit(x, 2 * x + 1)
+    assert exact["slope"] == pytest.approx(2) and exact["intercept"] == pytest.approx(1) and exact["r2"] == pytest.approx(1)
+    assert norms.linear_fit(x, x)["r2_diagonal"] == pytest.approx(1)
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=30), rng.normal(size=30)
+    fit = norms.linear_fit(xs, ys)
+    slope, intercept = np.polyfit(xs, ys, 1)
+    assert fit["slope"] == pytest.approx(slope) and fit["intercept"] == pytest.approx(intercept)
+    assert fit["r2"] == pytest.approx(np.corrcoef(xs, ys)[0, 1] ** 2)
+    assert fit["r2_diagonal"] == pytest.approx(1 - ((ys - xs) ** 2).sum() / ((ys - ys.mean()) ** 2).sum())
+    with pytest.raises(ValueError, match="constant"):
+        norms.linear_fit([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+
+
+def test_normalized_loss_with_a_scale_is_the_cross_entropy_of_R_times_normalized_f():
+    torch.manual_seed(1)
+    net = models.MLP(4, [6], 3, bias=False)
+    X, y = torch.randn(10, 4), torch.randint(3, (10,))
+    rho = float(norms.layer_norms(net, 1).prod())
+    wide = models.clones(net, 1)[0].double()
+    by_hand = nn.functional.cross_entropy(7.0 * wide(X.double()) / rho, y).item()
+    assert norms.normalized_loss(net, X, y, p=1, scale=7.0) == pytest.approx(by_hand, rel=1e-12)
+    with pytest.raises(ValueError, match="positive"):
+        norms.normalized_loss(net, X, y, scale=0.0)
+
+
+def test_linear_fit_and_kendall_take_pandas_series_with_any_index():
+    import pandas as pd
+    x = pd.Series([1.0, 2.0, 3.0, 5.0], index=[7, 9, 11, 12])
+    y = pd.Series([3.0, 5.0, 7.0, 11.0], index=[3, 4, 5, 6])
+    assert norms.linear_fit(x, y)["slope"] == pytest.approx(2.0)
+    assert norms.kendall_tau(x, y) == pytest.approx(1.0)
