@@ -423,6 +423,17 @@ def normalized_family(settings: dict, cache: ResultsCache | None = None, root=No
     return Family(splits, shuffled, members)
 
 
+def _plain_and_normalized(net: torch.nn.Module, splits: data.Splits) -> dict:
+    """``train_/test_`` ``loss``, ``acc`` (plain) and ``normalized`` (L2, float64) of ``net``."""
+    out = {}
+    for split in ("train", "test"):
+        part = getattr(splits, split)
+        loss, acc = train.evaluate(net, part)
+        out.update({f"{split}_loss": float(loss[0]), f"{split}_acc": float(acc[0]),
+                    f"{split}_normalized": norms.normalized_loss(net, part.X, part.y)})
+    return out
+
+
 def normalized_trajectory(settings: dict, cache: ResultsCache | None = None, root=None,
                           progress: bool = True) -> list[dict]:
     """One net of the family's architecture (scale ``track_std``) trained for ``track_steps`` with no stopping
@@ -440,13 +451,7 @@ def normalized_trajectory(settings: dict, cache: ResultsCache | None = None, roo
         rows = []
         for step, state in result.checkpoints:
             net.load_state_dict(state)
-            row = dict(step=step, rho=norms.frobenius_product(net))
-            for split in ("train", "test"):
-                part = getattr(splits, split)
-                loss, acc = train.evaluate(net, part)
-                row.update({f"{split}_loss": float(loss[0]), f"{split}_acc": float(acc[0]),
-                            f"{split}_normalized": norms.normalized_loss(net, part.X, part.y)})
-            rows.append(row)
+            rows.append(dict(step=step, rho=norms.frobenius_product(net), **_plain_and_normalized(net, splits)))
         return rows
 
     return cache.cached("normalized-trajectory", config, run)
@@ -469,13 +474,7 @@ def normalized_gap_sweep(settings: dict, cache: ResultsCache | None = None, root
         runs = _to_target(nets, splits.train, settings, settings["steps"], f"{n} training examples", progress)
         rows = []
         for s, r in zip(settings["size_stds"], runs):
-            row = dict(n=n, std=s, steps=r.steps)
-            for split in ("train", "test"):
-                part = getattr(splits, split)
-                loss, acc = train.evaluate(r.model, part)
-                row.update({f"{split}_loss": float(loss[0]), f"{split}_acc": float(acc[0]),
-                            f"{split}_normalized": norms.normalized_loss(r.model, part.X, part.y)})
-            rows.append(row)
+            rows.append(dict(n=n, std=s, steps=r.steps, **_plain_and_normalized(r.model, splits)))
         return rows
 
     per_size = cache.map("normalized-gap", [dict(config, n=n) for n in settings["sizes"]], lambda c: at_size(c["n"]))
