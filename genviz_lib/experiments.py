@@ -185,16 +185,22 @@ def image_settings(profile: str | Profile | None = None) -> dict:
                 optimizer=p.pick(quick="adam", book="adam", full="sgd"), seed=0)
 
 
+_LOADERS = {"fashion": data.load_fashion_mnist, "svhn": data.load_svhn, "cifar10": data.load_cifar10}
+
+
+def _load(dataset: str, root=None, **sizes) -> data.Splits:
+    """The image data set of an experiment's settings (``root``: where its files are, for stand-in files)."""
+    if dataset not in _LOADERS:
+        raise ValueError(f"dataset must be one of {sorted(_LOADERS)}, got {dataset!r}")
+    return _LOADERS[dataset](**sizes, **({"root": root} if root is not None else {}))
+
+
 def image_minimizers(settings: dict, cache: ResultsCache | None = None, root=None,
                      progress: bool = True) -> tuple[data.Splits, dict]:
     """The data and ``{"clean": ..., "poisoned": ...}`` (see :func:`~genviz_lib.train.clean_and_poisoned`),
     trained once and cached; ``root`` points the SVHN loader at its files."""
-    loaders = {"fashion": data.load_fashion_mnist, "svhn": data.load_svhn}
-    if settings["dataset"] not in loaders:
-        raise ValueError(f"dataset must be one of {sorted(loaders)}, got {settings['dataset']!r}")
-    extra = {"root": root} if root is not None else {}
-    splits = loaders[settings["dataset"]](n_train=settings["n_train"], n_test=settings["n_test"],
-                                          n_poison=settings["n_poison"], seed=settings["seed"], **extra)
+    splits = _load(settings["dataset"], root, n_train=settings["n_train"], n_test=settings["n_test"],
+                   n_poison=settings["n_poison"], seed=settings["seed"])
     make = {"mlp": lambda: models.MLP(splits.train.X[0].numel(), [256, 256], 10),
             "resnet20": lambda: models.resnet20(10, splits.train.X.shape[1])}[settings["model"]]
     steps = settings["steps"]
@@ -292,12 +298,8 @@ def normalized_settings(profile: str | Profile | None = None) -> dict:
 
 
 def _normalized_splits(settings: dict, n_train, root=None) -> data.Splits:
-    loaders = {"fashion": data.load_fashion_mnist, "cifar10": data.load_cifar10}
-    if settings["dataset"] not in loaders:
-        raise ValueError(f"dataset must be one of {sorted(loaders)}, got {settings['dataset']!r}")
-    extra = {"root": root} if root is not None else {}
-    return data.standardize(loaders[settings["dataset"]](n_train=n_train, n_test=settings["n_test"],
-                                                         seed=settings["seed"], **extra))
+    return data.standardize(_load(settings["dataset"], root, n_train=n_train, n_test=settings["n_test"],
+                                  seed=settings["seed"]))
 
 
 def _normalized_net(settings: dict, splits: data.Splits, std: float, seed: int) -> torch.nn.Module:
@@ -351,24 +353,24 @@ class Family:
         ``ρ_q / ρ_L2`` over the nets, so that every norm's outputs have about the size of the L2-normalized ones
         (1 for L2). Pretrained nets also have ``pretrain_test_acc`` (test accuracy when pretraining ended)."""
         layer_norms = LAYER_NORMS if layer_norms is None else layer_norms
+        frobenius = [norms.frobenius_product(m["run"].model) for m in self.members]
         rhos = {name: [float(norms.layer_norms(m["run"].model, q).prod()) for m in self.members]
-                for name, q in dict(layer_norms, _L2=2.0).items()}
-        scales = {name: float(torch.tensor([a / b for a, b in zip(rhos[name], rhos["_L2"])]).median())
+                for name, q in layer_norms.items()}
+        scales = {name: float(torch.tensor([r / f for r, f in zip(rhos[name], frobenius)]).median())
                   for name in layer_norms}
         rows = []
         for i, m in enumerate(self.members):
             d, model = self.data_of(m), m["run"].model
             wide = copy.deepcopy(model).double()
             row = dict(group=m["group"], value=m["value"], label=m["label"], steps=m["run"].steps,
-                       frobenius=norms.frobenius_product(model))
+                       frobenius=frobenius[i])
+            for name in layer_norms:
+                row[f"rho_{name}"], row[f"scale_{name}"] = rhos[name][i], scales[name]
             for split in ("train", "test"):
                 part = getattr(d, split)
                 loss, acc = train.evaluate(wide, data.Data(part.X.double(), part.y))
                 row[f"{split}_loss"], row[f"{split}_acc"] = float(loss[0]), float(acc[0])
-            for name, q in layer_norms.items():
-                row[f"rho_{name}"], row[f"scale_{name}"] = rhos[name][i], scales[name]
-                for split in ("train", "test"):
-                    part = getattr(d, split)
+                for name, q in layer_norms.items():
                     row[f"{split}_{name}"] = norms.normalized_loss(model, part.X, part.y, q, scale=scales[name])
             if m.get("pretrain") is not None:
                 row["pretrain_test_acc"] = float(train.evaluate(m["pretrain"].model, self.splits.test)[1][0])

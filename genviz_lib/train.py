@@ -123,7 +123,8 @@ def make_optimizer(optimizer, params, lr: float | None = None, **kwargs) -> torc
 
 
 def stepped(steps: int, factors: Sequence[float]) -> Callable[[int], float]:
-    """A ``poison_schedule``: ``factors[i]`` during the ``i``-th of ``len(factors)`` equal parts of ``steps``.
+    """A step schedule: ``factors[i]`` during the ``i``-th of ``len(factors)`` equal parts of ``steps``, as a
+    ``poison_schedule`` or, through ``torch.optim.lr_scheduler.LambdaLR``, a learning-rate multiplier.
 
     Huang et al.'s swiss-roll code raises the share of poison in steps (×1, ×2, ×4) while the learning
     rate falls; ``stepped(12000, (1, 1.5, 2))`` multiplies β by 1, 1.5 and 2 in thirds.

@@ -144,7 +144,10 @@ def test_normalized_family_fits_every_net_and_measures_what_norms_compute(tmp_pa
     # pretraining on fully corrupted labels left the net at chance before the true labels were fitted
     assert rows[3]["pretrain_test_acc"] < 0.3 < rows[3]["test_acc"]
 
-    monkeypatch.setattr(experiments, "_to_target", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached family should have been read back")
+
+    monkeypatch.setattr(experiments, "_to_target", no_training)
     again = experiments.normalized_family(settings, cache, progress=False)
     assert again.measure()[1]["test_L2"] == rows[1]["test_L2"]
     with pytest.raises(ValueError, match="corrupted fractions"):
