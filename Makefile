@@ -53,8 +53,9 @@ check-widgets:
 	NODE_PATH=_build/tools/node_modules node tools/check_widgets.js \
 	  $${PAGE:-_build/html/chapters/00_first_experiment.html} _build/widget.png
 
+# `make sync` after editing a chapter; `make sync URL=https://github.com/OWNER/REPO` to publish under another repository
 sync: $(STAMP)
-	$(BIN)/python tools/sync_chapters.py
+	$(BIN)/python tools/sync_chapters.py $(if $(URL),--url $(URL))
 
 clean:
 	rm -rf _build

@@ -102,11 +102,45 @@ def get_device(preference: str | torch.device | None = None) -> torch.device:
     return torch.device(pref)
 
 
+def env_flag(name: str, default: bool = False) -> bool:
+    """Read a yes/no environment variable: ``1/true/yes/on`` and ``0/false/no/off`` (any case).
+
+    An unset or empty variable gives ``default``; any other value is an error that names the variable,
+    so a typo never silently leaves a switch in the wrong position.
+    """
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r} is not a yes/no value: use 1/true/yes/on or 0/false/no/off")
+
+
 def in_colab() -> bool:
-    """True inside Google Colab (where chapters may download data sets they cannot find)."""
+    """True inside Google Colab."""
     import sys
 
     return "google.colab" in sys.modules
+
+
+def on_binder() -> bool:
+    """True in a Binder session (mybinder.org sets these variables in every container it starts)."""
+    return any(os.environ.get(v) for v in ("BINDER_SERVICE_HOST", "BINDER_LAUNCH_HOST", "BINDER_REQUEST",
+                                           "BINDER_REPO_URL"))
+
+
+def downloads_allowed() -> bool:
+    """Whether a data set that is not found may be downloaded.
+
+    ``GENVIZ_DOWNLOAD`` decides when it is set (``1`` or ``0``); otherwise downloads are allowed in
+    Colab and on Binder, where a reader has no other way to get the data, and nowhere else: builds
+    and tests never reach for the network unless told to.
+    """
+    if os.environ.get("GENVIZ_DOWNLOAD", "").strip():
+        return env_flag("GENVIZ_DOWNLOAD")
+    return in_colab() or on_binder()
 
 
 def _mps_available() -> bool:
@@ -129,15 +163,28 @@ def seed_everything(seed: int) -> torch.Generator:
 # The results cache
 # --------------------------------------------------------------------------------------------
 
+def _checkout_data_dir() -> Path | None:
+    """``data/`` of a source checkout (the library imported from it, editable install), else ``None``."""
+    repo = Path(__file__).resolve().parent.parent
+    return repo / "data" if (repo / "_config.yml").exists() and (repo / "data").is_dir() else None
+
+
 def default_cache_dir() -> Path:
     """``GENVIZ_CACHE_DIR``, else ``data/cache`` of a source checkout, else ``~/.cache/genviz``."""
     env = os.environ.get("GENVIZ_CACHE_DIR")
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / "_config.yml").exists() and (repo / "data").is_dir():
-        return repo / "data" / "cache"
-    return Path.home() / ".cache" / "genviz"
+    checkout = _checkout_data_dir()
+    return checkout / "cache" if checkout else Path.home() / ".cache" / "genviz"
+
+
+def data_root() -> Path:
+    """Where downloaded data sets go: ``GENVIZ_DATA_DIR``, else ``data/`` of a source checkout, else
+    ``~/.cache/genviz-data`` (a pip-installed library, as in Colab)."""
+    env = os.environ.get("GENVIZ_DATA_DIR")
+    if env:
+        return Path(env)
+    return _checkout_data_dir() or Path.home() / ".cache" / "genviz-data"
 
 
 def _canonical(obj: Any) -> Any:
@@ -245,5 +292,5 @@ class ResultsCache:
 
 
 def get_cache(root: str | Path | None = None) -> ResultsCache:
-    """The default results cache (``GENVIZ_NO_CACHE=1`` turns caching off)."""
-    return ResultsCache(root, enabled=os.environ.get("GENVIZ_NO_CACHE", "") not in ("1", "true", "yes"))
+    """The default results cache (``GENVIZ_NO_CACHE=1``, ``true``, ``yes`` or ``on`` turns caching off)."""
+    return ResultsCache(root, enabled=not env_flag("GENVIZ_NO_CACHE"))

@@ -3,7 +3,8 @@
 A static page (the published book) keeps a widget's state but runs no Python: a
 :func:`frame_player` shows precomputed frames whose slider and play button are linked in the
 browser (``jslink``), so it still moves. A live kernel (Colab, Binder, Jupyter) runs callbacks:
-:func:`live_figure` recomputes a figure from its controls.
+:func:`live_figure` recomputes a figure from its controls. Both work with ipywidgets 7.7 (which
+Colab has shipped) and 8.x.
 """
 
 from __future__ import annotations
@@ -28,15 +29,32 @@ def frame_player(frames: Sequence, labels: Sequence[str], description: str = "fr
     if len(frames) != len(labels) or not frames:
         raise ValueError(f"need one label per frame and at least one frame, got {len(frames)} frames, {len(labels)} labels")
     pngs = [f if isinstance(f, (bytes, bytearray)) else figure_to_png(f) for f in frames]
-    images = widgets.Stack([widgets.Image(value=p, format="png") for p in pngs], selected_index=0)
-    captions = widgets.Stack([widgets.HTML(f"<b>{label}</b>") for label in labels], selected_index=0)
-    slider = widgets.IntSlider(0, 0, len(frames) - 1, description=description, readout=False,
+    captions = [f"<b>{label}</b>" for label in labels]
+    slider = widgets.IntSlider(value=0, min=0, max=len(frames) - 1, description=description, readout=False,
                                continuous_update=True, layout=widgets.Layout(width="320px"))
     play = widgets.Play(value=0, min=0, max=len(frames) - 1, interval=interval_ms)
     widgets.jslink((play, "value"), (slider, "value"))
-    widgets.jslink((slider, "value"), (images, "selected_index"))
-    widgets.jslink((slider, "value"), (captions, "selected_index"))
-    return widgets.VBox([widgets.HBox([play, slider, captions]), images])
+    image, caption = _frame_views(pngs, captions, slider)
+    return widgets.VBox([widgets.HBox([play, slider, caption]), image])
+
+
+def _frame_views(pngs: Sequence[bytes], captions: Sequence[str], slider: widgets.IntSlider):
+    """The frame and its caption, following ``slider``."""
+    if hasattr(widgets, "Stack"):
+        # ipywidgets 8: every frame is in the page and the browser switches them, so a static page moves.
+        image = widgets.Stack([widgets.Image(value=p, format="png") for p in pngs], selected_index=0)
+        caption = widgets.Stack([widgets.HTML(c) for c in captions], selected_index=0)
+        widgets.jslink((slider, "value"), (image, "selected_index"))
+        widgets.jslink((slider, "value"), (caption, "selected_index"))
+        return image, caption
+    # ipywidgets 7 (what Colab has shipped) has no Stack; there is always a kernel there to swap the frame.
+    image, caption = widgets.Image(value=pngs[0], format="png"), widgets.HTML(captions[0])
+
+    def show(change):
+        image.value, caption.value = pngs[change["new"]], captions[change["new"]]
+
+    slider.observe(show, names="value")
+    return image, caption
 
 
 def live_figure(make_figure: Callable[..., "plt.Figure"], button: str = "Run", **controls) -> widgets.VBox:

@@ -118,3 +118,42 @@ def test_cache_can_be_disabled(tmp_path, monkeypatch):
     cache = config.get_cache(tmp_path)
     cache.cached("exp", {}, lambda: 1)
     assert not list(tmp_path.rglob("*.pt"))
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("TRUE", True), ("on", True), ("Yes", True),
+                                             ("0", False), ("off", False), ("", False)])
+def test_yes_no_switches(monkeypatch, value, expected):
+    monkeypatch.setenv("GENVIZ_NO_CACHE", value)
+    assert config.env_flag("GENVIZ_NO_CACHE") is expected
+    assert config.get_cache().enabled is not expected
+
+
+def test_a_mistyped_switch_is_an_error(monkeypatch):
+    monkeypatch.setenv("GENVIZ_DOWNLOAD", "sure")
+    with pytest.raises(ValueError, match=r"GENVIZ_DOWNLOAD='sure' is not a yes/no value"):
+        config.downloads_allowed()
+
+
+def test_downloads_are_allowed_in_colab_and_binder_unless_switched_off(monkeypatch):
+    import sys
+    import types
+
+    assert not config.downloads_allowed()  # a build or test machine: never the network unless told
+    monkeypatch.setenv("BINDER_SERVICE_HOST", "10.0.0.1")
+    assert config.on_binder() and config.downloads_allowed()
+    monkeypatch.delenv("BINDER_SERVICE_HOST")
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert config.in_colab() and config.downloads_allowed()
+    monkeypatch.setenv("GENVIZ_DOWNLOAD", "0")
+    assert not config.downloads_allowed()
+
+
+def test_data_root_of_a_pip_install_is_in_the_home_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("GENVIZ_DATA_DIR", raising=False)
+    monkeypatch.delenv("GENVIZ_CACHE_DIR", raising=False)
+    monkeypatch.setattr(config, "_checkout_data_dir", lambda: None)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert config.data_root() == tmp_path / ".cache" / "genviz-data"
+    assert config.default_cache_dir() == tmp_path / ".cache" / "genviz"
+    monkeypatch.setenv("GENVIZ_DATA_DIR", str(tmp_path / "d"))
+    assert config.data_root() == tmp_path / "d"

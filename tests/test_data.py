@@ -1,6 +1,8 @@
 import gzip
+import hashlib
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,23 +104,112 @@ def test_downsample_averages_blocks():
         data.downsample2x(torch.zeros(1, 1, 3, 4))
 
 
-def test_missing_fashion_mnist_says_where_to_get_it(tmp_path, monkeypatch):
+def _fake_md5s(folder):
+    """The MD5 table for the fake files: of their decompressed bytes, as FASHION_MNIST_MD5 is."""
+    return {f: hashlib.md5(gzip.decompress((folder / f).read_bytes())).hexdigest() for f in data.FASHION_MNIST_MD5}
+
+
+@pytest.fixture
+def no_system_fashion(tmp_path, monkeypatch):
+    """No Debian copy and an empty data root: the machine has no Fashion-MNIST."""
     monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
-    monkeypatch.setenv("GENVIZ_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("GENVIZ_FASHION_MNIST", raising=False)
-    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    monkeypatch.setenv("GENVIZ_DATA_DIR", str(tmp_path / "data-root"))
+
+
+def test_missing_fashion_mnist_names_every_way_to_get_it(no_system_fashion, tmp_path):
+    with pytest.raises(data.DataUnavailable) as err:
         data.load_fashion_mnist()
+    message = str(err.value)
+    assert message.startswith(f"Fashion-MNIST was not found (looked in {tmp_path / 'nowhere'}, "
+                              f"{tmp_path / 'data-root' / 'fashion-mnist'}) and downloads are off.")
+    for way in ("sudo apt-get install dataset-fashion-mnist", "set GENVIZ_FASHION_MNIST to a folder",
+                "set GENVIZ_DOWNLOAD=1", "GENVIZ_FASHION_MNIST_URL"):
+        assert way in message
+    assert isinstance(err.value, FileNotFoundError)
+    assert not (tmp_path / "data-root").exists()
 
 
-def test_fashion_mnist_download_from_a_served_copy(tmp_path, monkeypatch):
-    served = _fake_fashion(tmp_path / "server")
-    monkeypatch.setattr(data, "FASHION_MNIST_URL", served.as_uri() + "/")
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
-    monkeypatch.setenv("GENVIZ_DATA_DIR", str(tmp_path / "downloads"))
-    monkeypatch.delenv("GENVIZ_FASHION_MNIST", raising=False)
-    images, labels = data.fashion_mnist("test", download=True)
+def test_the_published_md5s_match_debians_copy():
+    folder = data.FASHION_MNIST_SYSTEM_DIR
+    if not all((folder / f).is_file() for f in data.FASHION_MNIST_MD5):
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    assert _fake_md5s(folder) == data.FASHION_MNIST_MD5  # Zalando's values hold for the recompressed files
+
+
+def test_fashion_mnist_downloads_into_the_named_folder(no_system_fashion, tmp_path, monkeypatch, http_server):
+    _fake_fashion(http_server.folder)
+    monkeypatch.setattr(data, "FASHION_MNIST_MD5", _fake_md5s(http_server.folder))
+    target = tmp_path / "empty"
+    monkeypatch.setenv("GENVIZ_FASHION_MNIST", str(target))
+    monkeypatch.setenv("GENVIZ_FASHION_MNIST_URL", http_server.url)
+    monkeypatch.setenv("GENVIZ_DOWNLOAD", "1")
+    images, labels = data.fashion_mnist("test")
     assert images.shape == (30, 28, 28) and labels[:3].tolist() == [0, 1, 2]
-    assert (tmp_path / "downloads" / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").exists()
+    assert sorted(p.name for p in target.iterdir()) == sorted(data.FASHION_MNIST_MD5)  # no .part files left
+    assert sorted(http_server.requests) == sorted(data.FASHION_MNIST_MD5)
+    data.fashion_mnist("train")  # found now: nothing is fetched again
+    assert len(http_server.requests) == 4
+
+
+def test_the_named_folder_is_the_only_one_looked_in(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", _fake_fashion(tmp_path / "system"))
+    assert data.find_fashion_mnist() == tmp_path / "system"
+    monkeypatch.setenv("GENVIZ_FASHION_MNIST", str(tmp_path / "mine"))
+    with pytest.raises(data.DataUnavailable, match=r"looked in [^,]*mine\) and downloads are off"):
+        data.find_fashion_mnist()
+
+
+def test_offline_download_fails_at_once_with_the_ways_to_get_the_data(no_system_fashion, tmp_path, monkeypatch,
+                                                                    closed_port):
+    monkeypatch.setenv("GENVIZ_FASHION_MNIST", str(tmp_path / "a" / "b"))
+    monkeypatch.setenv("GENVIZ_FASHION_MNIST_URL", closed_port)
+    monkeypatch.setenv("GENVIZ_DOWNLOAD", "yes")
+    with pytest.raises(data.DataUnavailable) as err:
+        data.require("fashion-mnist")
+    message = str(err.value)
+    assert f"could not download {closed_port}train-images-idx3-ubyte.gz (" in message
+    assert "Connection refused" in message and "sudo apt-get install dataset-fashion-mnist" in message
+    assert "once online, run again" in message and "set GENVIZ_DOWNLOAD=1" not in message
+    assert not (tmp_path / "a").exists()  # no empty folder left behind
+
+
+def test_a_corrupt_download_is_retried_and_never_kept(no_system_fashion, tmp_path, monkeypatch, http_server):
+    _fake_fashion(http_server.folder)
+    monkeypatch.setattr(data, "FASHION_MNIST_MD5", _fake_md5s(http_server.folder))
+    monkeypatch.setenv("GENVIZ_FASHION_MNIST_URL", http_server.url)
+    target = tmp_path / "downloads"
+    name = "t10k-images-idx3-ubyte.gz"
+    http_server.corrupt[name] = 1  # the first response is spoilt, the second is good
+    data.find_fashion_mnist(root=target, download=True)
+    assert http_server.requests.count(name) == 2
+    assert _fake_md5s(target) == data.FASHION_MNIST_MD5
+
+    http_server.corrupt[name] = 5  # spoilt every time: reported, nothing kept
+    (target / name).unlink()
+    with pytest.raises(data.DataUnavailable, match=r"3 attempts, the last one had MD5 unreadable|3 attempts, "
+                                                   r"the last one had MD5 [0-9a-f]{32} where"):
+        data.find_fashion_mnist(root=target, download=True)
+    assert sorted(p.name for p in target.iterdir()) == sorted(set(data.FASHION_MNIST_MD5) - {name})
+
+
+def test_a_truncated_download_is_retried_and_reported(tmp_path, monkeypatch, http_server):
+    payload = bytes(range(256)) * 4000
+    (http_server.folder / "blob.bin").write_bytes(payload)
+    http_server.truncate["blob.bin"] = 1
+    dest = tmp_path / "out" / "blob.bin"
+    data._download(http_server.url + "blob.bin", dest, hashlib.md5(payload).hexdigest())
+    assert dest.read_bytes() == payload and http_server.requests.count("blob.bin") == 2
+    dest.unlink()
+    http_server.truncate["blob.bin"] = 3
+    with pytest.raises(data.DataUnavailable, match="3 attempts, the last one (got 512,000 of 1,024,000 bytes"
+                                                   "|was cut off)"):
+        data._download(http_server.url + "blob.bin", dest, None)
+    assert list(dest.parent.iterdir()) == []  # the folder was there before: kept, and empty
+
+
+def test_require_checks_names_before_any_work():
+    with pytest.raises(ValueError, match=r"unknown data set\(s\) \['mnist'\]"):
+        data.require("fashion-mnist", "mnist")
 
 
 def test_cifar10_reads_torchvision_layout(tmp_path):
@@ -138,19 +229,28 @@ def test_cifar10_reads_torchvision_layout(tmp_path):
     assert s.train.X.shape == (50, 3, 32, 32)
 
 
-def test_cifar10_download_and_extract(tmp_path, monkeypatch):
+def test_cifar10_download_and_extract(tmp_path, monkeypatch, http_server):
     src = tmp_path / "src" / "cifar-10-batches-py"
     src.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         with open(src / name, "wb") as f:
             pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 4]}, f)
-    archive = tmp_path / "cifar.tar.gz"
+    archive = http_server.folder / data.CIFAR10_ARCHIVE
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(src, arcname="cifar-10-batches-py")
-    monkeypatch.setattr(data, "CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(data, "CIFAR10_MD5", None)
-    images, labels = data.cifar10("test", root=tmp_path / "root", download=True)
+    monkeypatch.setenv("GENVIZ_CIFAR10_URL", http_server.url)
+    monkeypatch.setenv("GENVIZ_CIFAR10", str(tmp_path / "root"))
+    with pytest.raises(data.DataUnavailable, match="CIFAR-10 was not found .* and downloads are off"):
+        data.cifar10("test")
+    monkeypatch.setattr(data, "CIFAR10_MD5", "0" * 32)
+    with pytest.raises(data.DataUnavailable, match="had MD5 .* where 0{32} was expected"):
+        data.cifar10("test", download=True)
+    assert not (tmp_path / "root").exists()
+    monkeypatch.setattr(data, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setenv("GENVIZ_DOWNLOAD", "1")
+    images, labels = data.cifar10("test")
     assert images.shape == (2, 3, 32, 32) and labels.tolist() == [3, 4]
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["cifar-10-batches-py", data.CIFAR10_ARCHIVE]
 
 
 def test_svhn_reads_mat_files_with_extra(svhn_root):
@@ -163,17 +263,19 @@ def test_svhn_reads_mat_files_with_extra(svhn_root):
         data.svhn("train", root=svhn_root / "empty")
 
 
-def test_svhn_download_checks_md5(tmp_path, monkeypatch):
+def test_svhn_download_checks_md5(tmp_path, monkeypatch, http_server):
     from scipy.io import savemat
 
-    server = tmp_path / "server"
-    server.mkdir()
-    savemat(server / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((2, 1))})
-    monkeypatch.setattr(data, "SVHN_URL", server.as_uri() + "/")
+    savemat(http_server.folder / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((2, 1))})
+    monkeypatch.setenv("GENVIZ_SVHN_URL", http_server.url)
     monkeypatch.setitem(data.SVHN_MD5, "test", "0" * 32)
-    with pytest.raises(OSError, match="MD5"):
+    with pytest.raises(data.DataUnavailable, match="SVHN test was not found .*, and could not download .*had MD5"):
         data.svhn("test", root=tmp_path / "root", download=True)
-    assert not (tmp_path / "root" / "test_32x32.mat").exists()
+    assert not (tmp_path / "root").exists()
+    monkeypatch.setitem(data.SVHN_MD5, "test", hashlib.md5((http_server.folder / "test_32x32.mat").read_bytes()).hexdigest())
+    monkeypatch.setenv("GENVIZ_SVHN", str(tmp_path / "svhn"))
+    images, labels = data.svhn("test", download=True)
+    assert images.shape == (2, 3, 32, 32) and labels.tolist() == [1, 1]
 
 
 def test_corrupt_labels_fraction_and_determinism():
@@ -233,3 +335,23 @@ def test_standardize_rejects_a_constant_channel():
     d = data.Data(torch.ones(3, 1, 2, 2), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="constant"):
         data.standardize(data.Splits(d, d))
+
+
+def test_an_interrupted_unpacking_leaves_no_half_filled_folder(tmp_path, monkeypatch):
+    src = tmp_path / "src" / "cifar-10-batches-py"
+    src.mkdir(parents=True)
+    (src / "data_batch_1").write_bytes(b"x")
+    archive = tmp_path / "root" / data.CIFAR10_ARCHIVE
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="cifar-10-batches-py")
+
+    def killed(self, path, *args, **kwargs):  # one member written, then the process is interrupted
+        (Path(path) / "cifar-10-batches-py").mkdir(parents=True)
+        (Path(path) / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", killed)
+    with pytest.raises(KeyboardInterrupt):
+        data.find_cifar10(root=archive.parent, download=True)
+    assert [p.name for p in archive.parent.iterdir()] == [data.CIFAR10_ARCHIVE]

@@ -1,0 +1,48 @@
+import sys
+import types
+
+import pytest
+
+from genviz_lib import notebook
+
+
+def test_glue_prints_the_value_where_there_is_no_book_build(capsys):
+    notebook.glue("good_test", "82.2%", display=False)
+    notebook.glue("n_params", 3614)
+    assert capsys.readouterr().out == "⟨good_test⟩ = 82.2%\n⟨n_params⟩ = 3614\n"
+
+
+def test_glue_hands_values_to_myst_nb_in_the_book_build(monkeypatch, capsys):
+    calls = []
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: calls.append((name, value, display))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    monkeypatch.setenv("GENVIZ_BOOK_BUILD", "1")
+    notebook.glue("good_test", "82.2%", display=False)
+    assert calls == [("good_test", "82.2%", False)] and capsys.readouterr().out == ""
+
+
+def test_glue_shows_other_values_under_their_name(monkeypatch, capsys):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda value: shown.append(value))
+    notebook.glue("table", {"a": 1})
+    assert capsys.readouterr().out == "⟨table⟩:\n" and shown == [{"a": 1}]
+
+
+def test_glue_names_must_be_usable_in_the_prose():
+    with pytest.raises(ValueError, match="glue name 'a b'"):
+        notebook.glue("a b", 1)
+
+
+def test_the_book_build_extension_marks_the_build(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.delenv("GENVIZ_BOOK_BUILD", raising=False)
+    path = Path(__file__).resolve().parent.parent / "book" / "_ext" / "genviz_book.py"
+    spec = importlib.util.spec_from_file_location("genviz_book", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert not notebook.in_book_build()
+    module.setup(app=None)
+    assert notebook.in_book_build()

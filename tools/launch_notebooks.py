@@ -1,0 +1,316 @@
+"""The launch notebooks: what Colab, Binder and a notebook download open, generated from the chapters.
+
+A chapter's one source is its MyST-markdown file, ``chapters/X.md``. Jupyter Book reads its roles and
+directives; Colab and JupyterLab show them raw. This module writes ``chapters/X.ipynb`` (the file the
+book's launch buttons open) from the source with its markdown turned into plain Jupyter markdown:
+
+- ``{glue:text}`name``` → ``⟨name⟩``; the chapter's glue cell prints ``⟨name⟩ = value`` there;
+- ``{cite:t}`` / ``{cite:p}`` → "Huang et al. (2020)" / "(Huang et al., 2020)", with the works cited
+  listed at the end of the notebook;
+- ``{func}`` and the other Python roles → a link to the published API page;
+- ``{numref}`` → "Figure k", and each figure's caption (from its cell's metadata) under the figure;
+- ``{admonition}`` → a quotation block; ``{exercise}`` → "Exercise k"; ``{solution}`` → a folded
+  ``<details>`` block; ``(label)=`` targets are dropped.
+
+An unknown role or directive is an error, so a new construct in a chapter cannot slip through raw.
+Run by ``make sync`` (``tools/sync_chapters.py``); ``tests/test_launch_notebooks.py`` checks the
+committed notebooks against a fresh generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jupytext
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER = "⟨{}⟩"  # the same as genviz_lib.notebook.placeholder (tested to agree)
+
+INLINE = re.compile(r"\{(?P<role>[a-z][\w:-]*)\}`(?P<body>[^`]*)`|(?P<ticks>`+).+?(?P=ticks)")
+PLAIN_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,})(?![`~{])")
+FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\{(?P<name>[\w-]+)\}[ \t]*(?P<arg>.*)$")
+TARGET = re.compile(r"^\s*\(([\w-]+)\)=\s*$")
+PY_ROLES = {"func", "class", "meth", "mod", "attr", "obj", "data", "exc"}
+ADMONITIONS = {"note", "tip", "hint", "important", "warning", "caution", "attention", "danger", "error", "seealso"}
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration: the repository URL is the one setting; the published book's URL follows from it
+# --------------------------------------------------------------------------------------------
+
+def book_config(root: Path = ROOT) -> dict:
+    return yaml.safe_load((root / "_config.yml").read_text())
+
+
+def repository_url(config: dict) -> str:
+    return config["repository"]["url"].rstrip("/")
+
+
+def pages_url(config: dict) -> str:
+    """Where the HTML book is published: ``html.baseurl`` if set, else GitHub Pages of the repository."""
+    base = (config.get("html") or {}).get("baseurl")
+    if base:
+        return base.rstrip("/") + "/"
+    m = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(\.git)?", repository_url(config))
+    if not m:
+        raise ValueError(f"repository.url {repository_url(config)!r} is not on GitHub: set html.baseurl in "
+                         "_config.yml to where the book is published")
+    return f"https://{m.group(1).lower()}.github.io/{m.group(2)}/"
+
+
+# --------------------------------------------------------------------------------------------
+# Citations
+# --------------------------------------------------------------------------------------------
+
+class Bibliography:
+    """Author-year labels and a formatted reference list from ``book/references.bib`` (pybtex)."""
+
+    def __init__(self, path: Path):
+        from pybtex.database import parse_file
+        from pybtex.plugin import find_plugin
+
+        self.entries = parse_file(str(path)).entries
+        self._style = find_plugin("pybtex.style.formatting", "plain")()
+        self._backend = find_plugin("pybtex.backends", "markdown")()
+        labels = {key: self._label(entry) for key, entry in self.entries.items()}
+        # two works with the same authors and year get 2016a, 2016b, in the order of the file
+        seen: dict[tuple, list[str]] = {}
+        for key, label in labels.items():
+            seen.setdefault(label, []).append(key)
+        self.labels = {}
+        for (names, year), keys in seen.items():
+            for i, key in enumerate(keys):
+                self.labels[key] = (names, year + ("abcdefghij"[i] if len(keys) > 1 else ""))
+
+    @staticmethod
+    def _label(entry) -> tuple[str, str]:
+        from pybtex.richtext import Text
+
+        people = entry.persons.get("author") or entry.persons.get("editor") or []
+        last = [Text.from_latex(" ".join(p.prelast_names + p.last_names)).render_as("text") for p in people]
+        names = (last[0] if len(last) == 1 else f"{last[0]} and {last[1]}" if len(last) == 2
+                 else f"{last[0]} et al." if last else "Anonymous")
+        return names, entry.fields.get("year", "n.d.")
+
+    def cite(self, keys: list[str], parenthetical: bool) -> str:
+        unknown = [k for k in keys if k not in self.labels]
+        if unknown:
+            raise KeyError(f"cited but not in references.bib: {unknown}")
+        if parenthetical:
+            return "(" + "; ".join(f"{n}, {y}" for n, y in (self.labels[k] for k in keys)) + ")"
+        return "; ".join(f"{n} ({y})" for n, y in (self.labels[k] for k in keys))
+
+    def reference_list(self, keys) -> str:
+        keys = sorted(set(keys), key=lambda k: (self.labels[k][0].lower(), self.labels[k][1]))
+        formatted = {e.key: e.text.render(self._backend)
+                     for e in self._style.format_entries([self.entries[k] for k in keys])}
+        lines = []
+        for k in keys:
+            names, year = self.labels[k]
+            text = " ".join(formatted[k].split("\n"))
+            lines.append(f"- **{names} ({year})**. {text}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# One chapter
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Chapter:
+    """What the translation of one chapter needs to know and collects on the way."""
+
+    name: str
+    bib: Bibliography
+    api_url: str
+    figures: dict[str, int] = field(default_factory=dict)
+    exercises: dict[str, int] = field(default_factory=dict)
+    cited: list[str] = field(default_factory=list)
+
+    def error(self, message: str) -> ValueError:
+        return ValueError(f"{self.name}: {message} (teach tools/launch_notebooks.py, or write it another way)")
+
+    # ---- roles ---------------------------------------------------------------------------
+    def role(self, m: re.Match) -> str:
+        role, body = m.group("role"), m.group("body").strip()
+        role = role[3:] if role.startswith("py:") else role
+        text, label = _text_and_target(body)
+        if role in ("glue", "glue:text", "glue:"):
+            return PLACEHOLDER.format(body.split(":")[0])
+        if role in ("cite", "cite:p", "cite:t", "cite:ps", "cite:ts"):
+            keys = [k.strip() for k in body.split(",") if k.strip()]
+            self.cited.extend(keys)
+            return self.bib.cite(keys, parenthetical=role in ("cite", "cite:p", "cite:ps"))
+        if role in PY_ROLES:
+            target = label.lstrip("~.")
+            shown = text if text is not None else (target.rsplit(".", 1)[-1] if label.startswith("~") else target)
+            if role in ("func", "meth"):
+                shown += "()" if not shown.endswith(")") else ""
+            return f"[`{shown}`]({self.api_url}#{target})"
+        if role in ("numref", "ref"):
+            if label in self.figures:
+                return text.replace("%s", str(self.figures[label])) if text else f"Figure {self.figures[label]}"
+            if label in self.exercises:
+                return text or f"Exercise {self.exercises[label]}"
+            if text:
+                return text
+            raise self.error(f"{{{role}}}`{body}` points at a label the notebook does not have")
+        if role == "math":
+            return f"${body}$"
+        if role in ("doc", "download", "term", "abbr", "sub-ref"):
+            return text or body
+        raise self.error(f"unknown role {{{role}}}")
+
+    def inline(self, line: str) -> str:
+        # left to right, so that a role's own backticks are never taken for a code span, and a role
+        # written inside a code span stays literal
+        return INLINE.sub(lambda m: self.role(m) if m.group("role") else m.group(0), line)
+
+    # ---- directives ----------------------------------------------------------------------
+    def markdown(self, text: str) -> str:
+        lines, out, i = text.split("\n"), [], 0
+        while i < len(lines):
+            line = lines[i]
+            if TARGET.match(line):
+                i += 1
+                continue
+            plain = PLAIN_FENCE.match(line)
+            if plain:  # a code block: copied as it is
+                fence = plain.group("fence")
+                j = next((k for k in range(i + 1, len(lines))
+                          if re.match(rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$", lines[k])), len(lines) - 1)
+                out.extend(lines[i:j + 1])
+                i = j + 1
+                continue
+            m = FENCE.match(line)
+            if not m:
+                out.append(self.inline(line))
+                i += 1
+                continue
+            fence = m.group("fence")
+            close = re.compile(rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+            j = i + 1
+            while j < len(lines) and not close.match(lines[j]):
+                j += 1
+            if j == len(lines):
+                raise self.error(f"directive {{{m.group('name')}}} opened and never closed")
+            options, body = _options(lines[i + 1:j])
+            out.append(self.directive(m.group("name"), m.group("arg").strip(), options, self.markdown(body)))
+            i = j + 1
+        return "\n".join(out)
+
+    def directive(self, name: str, arg: str, options: dict, body: str) -> str:
+        if name == "admonition" or name in ADMONITIONS:
+            title = self.inline(arg) if name == "admonition" else (arg and self.inline(arg)) or name.capitalize()
+            return _quote(f"**{title}**\n\n{body}")
+        if name == "exercise":
+            number = self.exercises[options["label"]] if "label" in options else len(self.exercises) + 1
+            title = f" ({self.inline(arg)})" if arg else ""
+            return f"**Exercise {number}**{title}\n\n{body}"
+        if name == "solution":
+            if arg not in self.exercises:
+                raise self.error(f"a solution for {arg!r}, which is no exercise of this chapter")
+            return (f"<details>\n<summary><b>Solution to Exercise {self.exercises[arg]}</b></summary>\n\n"
+                    f"{body}\n\n</details>")
+        if name == "math":
+            return f"$$\n{body}\n$$"
+        raise self.error(f"unknown directive {{{name}}}")
+
+
+def _text_and_target(body: str) -> tuple[str | None, str]:
+    """``text <target>`` → (text, target); ``target`` → (None, target)."""
+    m = re.fullmatch(r"(.*?)\s*<([^<>]+)>", body, flags=re.S)
+    return (m.group(1), m.group(2)) if m and m.group(1) else (None, body)
+
+
+def _options(lines: list[str]) -> tuple[dict, str]:
+    """A directive's ``:key: value`` lines (or a ``---`` YAML block) and the rest, its body."""
+    if lines and lines[0].strip() == "---":
+        end = next(k for k in range(1, len(lines)) if lines[k].strip() == "---")
+        return yaml.safe_load("\n".join(lines[1:end])) or {}, "\n".join(lines[end + 1:]).strip("\n")
+    options, k = {}, 0
+    while k < len(lines) and re.match(r"^\s*:[\w-]+:", lines[k]):
+        key, _, value = lines[k].strip()[1:].partition(":")
+        options[key] = value.strip()
+        k += 1
+    return options, "\n".join(lines[k:]).strip("\n")
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in text.split("\n"))
+
+
+def _figure(cell) -> dict | None:
+    return ((cell.metadata.get("mystnb") or {}).get("figure")) if cell.cell_type == "code" else None
+
+
+def _cell_id(index: int, cell) -> str:
+    # stable ids, so that regenerating an unchanged chapter changes nothing in git
+    return hashlib.sha1(f"{index}\0{cell.cell_type}\0{cell.source}".encode()).hexdigest()[:8]
+
+
+def launch_notebook(md: Path, root: Path = ROOT) -> nbformat.NotebookNode:
+    """The launch notebook of one chapter source."""
+    config = book_config(root)
+    site = pages_url(config)
+    source = jupytext.read(md)
+    chapter = _Chapter(md.stem, Bibliography(root / config["bibtex_bibfiles"][0]), f"{site}book/api.html")
+    # number figures and exercises first: the text may point at them before they appear
+    for cell in source.cells:
+        fig = _figure(cell)
+        if fig and fig.get("name"):
+            chapter.figures[fig["name"]] = len(chapter.figures) + 1
+        elif fig:
+            chapter.figures[f"_unnamed{len(chapter.figures)}"] = len(chapter.figures) + 1
+        if cell.cell_type == "markdown":
+            for m in re.finditer(r"^\s*`{3,}\{exercise\}[^\n]*\n(?:\s*:[\w-]+:[^\n]*\n)*?\s*:label:\s*(\S+)",
+                                 cell.source, flags=re.M):
+                chapter.exercises[m.group(1)] = len(chapter.exercises) + 1
+
+    cells, figure_number = [], 0
+    for cell in source.cells:
+        if cell.cell_type == "markdown":
+            cells.append(nbformat.v4.new_markdown_cell(chapter.markdown(cell.source)))
+            continue
+        new = nbformat.v4.new_code_cell(cell.source, metadata=dict(cell.metadata))
+        cells.append(new)
+        fig = _figure(cell)
+        if fig:
+            figure_number += 1
+            caption = chapter.markdown(" ".join(str(fig.get("caption", "")).split()))
+            cells.append(nbformat.v4.new_markdown_cell(f"**Figure {figure_number}.** {caption}"))
+
+    title = next((k for k, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("# ")), 0)
+    cells.insert(title + 1, nbformat.v4.new_markdown_cell(_about(md, site, repository_url(config))))
+    if chapter.cited:
+        cells.append(nbformat.v4.new_markdown_cell("## Works cited\n\n" + chapter.bib.reference_list(chapter.cited)))
+
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata = {"kernelspec": dict(source.metadata["kernelspec"]),
+                   "language_info": {"name": "python"}}
+    for k, cell in enumerate(nb.cells):
+        cell.id = _cell_id(k, cell)
+    return nb
+
+
+def _about(md: Path, site: str, repo: str) -> str:
+    page = f"{site}chapters/{md.stem}.html"
+    return _quote(
+        f"**This is a notebook of the [genviz book]({site})** — the same chapter as [its web page]({page}), "
+        f"generated from [`chapters/{md.name}`]({repo}/blob/main/chapters/{md.name}). Run the cells from the "
+        "top. A number that the text refers to is written here as its name in angle brackets, like "
+        "**⟨name of the number⟩**: the cell that computes it prints that name with its value (the web page "
+        "shows the values in the text). `PROFILE = \"quick\"` (set in the "
+        "parameters cell) checks the code in a minute or two; `\"book\"` reruns the book's experiments.")
+
+
+def write(md: Path, root: Path = ROOT) -> Path:
+    """Generate and write ``chapters/X.ipynb`` beside ``md``; returns its path."""
+    path = md.with_suffix(".ipynb")
+    nbformat.write(launch_notebook(md, root), path)
+    return path
