@@ -9,9 +9,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHAPTERS := $(wildcard chapters/*.md)
 QUICK_NB := _build/quick-notebooks
+COLAB_SAMPLE := 02_poisoning
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup data book test unit bench sync check-widgets clean
+.PHONY: setup data book test test-colab unit bench sync check-widgets check-launch clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP) data
 
 data:
-	@bash tools/get_fashion_mnist.sh
+	@bash tools/get_fashion_mnist.sh $(BIN)/python
 
 book: setup
 	$(BIN)/jupyter-book build . -W --keep-going
@@ -41,7 +42,15 @@ test: setup
 	    --log-level WARNING && rm $(QUICK_NB)/$$name.src.ipynb || exit 1; \
 	done
 	$(BIN)/pytest tests $(QUICK_NB) --nbval-lax --nbval-cell-timeout=300 -p no:cacheprovider
+	@# one launch notebook as a Colab student runs it (ipywidgets 7.7.1, pip install, data by download);
+	@# `make test-colab` runs all of them, with ipywidgets 7.7.1 and 8.x
+	$(BIN)/python tools/colab_check.py --widgets 7 --chapters $(COLAB_SAMPLE)
 	GENVIZ_PROFILE=quick $(BIN)/jupyter-book build . --path-output _build/quick -W --keep-going
+
+# Every launch notebook in a fresh Colab-like environment, once with ipywidgets 7.7.1 and once with 8.x.
+test-colab: setup
+	$(BIN)/python tools/colab_check.py --widgets 7
+	$(BIN)/python tools/colab_check.py --widgets 8
 
 bench: setup
 	$(BIN)/python bench/run.py
@@ -52,6 +61,14 @@ check-widgets:
 	@test -d _build/tools/node_modules/playwright-core || npm install --silent --prefix _build/tools playwright-core@1
 	NODE_PATH=_build/tools/node_modules node tools/check_widgets.js \
 	  $${PAGE:-_build/html/chapters/00_first_experiment.html} _build/widget.png
+
+# Optional: open a built page's launch menu in headless Chromium and check Binder, Colab and Live Code.
+check-launch:
+	@test -x /usr/bin/chromium || { echo "needs Debian's chromium: apt-get install -y chromium"; exit 1; }
+	@test -d _build/tools/node_modules/playwright-core || npm install --silent --prefix _build/tools playwright-core@1
+	NODE_PATH=_build/tools/node_modules node tools/check_launch_buttons.js \
+	  $${PAGE:-_build/html/chapters/02_poisoning.html} \
+	  $$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('_config.yml'))['repository']['url'])") _build/launch.png
 
 # `make sync` after editing a chapter; `make sync URL=https://github.com/OWNER/REPO` to publish under another repository
 sync: $(STAMP)

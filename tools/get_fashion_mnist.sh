@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Make sure Fashion-MNIST's IDX files are on this machine (Debian package dataset-fashion-mnist).
-# As root it installs the package when the files are missing; otherwise it says how to get them.
+# Make sure Fashion-MNIST's IDX files are on this machine before the chapters run.
+# Found (GENVIZ_FASHION_MNIST, Debian's dataset-fashion-mnist, or data/fashion-mnist): nothing to do.
+# As root with apt-get: install the Debian package. With GENVIZ_DOWNLOAD=1: download it into
+# data/fashion-mnist (MD5-checked). Otherwise: say how to get it.
 set -u
-dir=/usr/share/datasets/fashion-mnist
-if [ -n "${GENVIZ_FASHION_MNIST:-}" ] && [ -f "$GENVIZ_FASHION_MNIST/train-images-idx3-ubyte.gz" ]; then
+python=${1:-python3}
+if "$python" -c "from genviz_lib import data; data.find_fashion_mnist(download=False)" 2>/dev/null; then
   exit 0
 fi
-if [ -f "$dir/train-images-idx3-ubyte.gz" ] && [ -f "$dir/t10k-labels-idx1-ubyte.gz" ]; then
-  exit 0
-fi
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+if [ -z "${GENVIZ_FASHION_MNIST:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "Fashion-MNIST is missing: installing the Debian package dataset-fashion-mnist"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
     || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
-    || { echo "could not install dataset-fashion-mnist" >&2; exit 1; }
-  exit 0
+    || echo "could not install dataset-fashion-mnist" >&2
+  "$python" -c "from genviz_lib import data; data.find_fashion_mnist(download=False)" 2>/dev/null && exit 0
 fi
-echo "Fashion-MNIST is missing from $dir. Install it with 'sudo apt-get install dataset-fashion-mnist'," >&2
-echo "or set GENVIZ_FASHION_MNIST to a folder with the four IDX .gz files. Chapters that use it will fail." >&2
+# Downloads only when asked for (GENVIZ_DOWNLOAD=1); otherwise this prints the ways to get the data.
+"$python" -c "from genviz_lib import data; print('Fashion-MNIST is in', data.find_fashion_mnist())" \
+  || echo "Chapters 1-5 need Fashion-MNIST and will stop at their first cell without it." >&2
 exit 0
