@@ -122,6 +122,25 @@ print("{glue:text}`not_a_role`")
         launch_notebooks.launch_notebook(tmp / "chapters" / "y.md", root=tmp)
 
 
+def test_the_download_notebook_carries_the_run_and_its_numbers():
+    md = ROOT / "chapters" / "00_first_experiment.md"
+    run = launch_notebooks.launch_notebook(md)  # stands in for the book build's executed notebook
+    code = [c for c in run.cells if c.cell_type == "code"]
+    for k, cell in enumerate(code):
+        cell.outputs = [nbformat.v4.new_output("stream", text=f"output {k}\n")]
+        cell.execution_count = k + 1
+    glued = {"good_test": {"data": {"text/plain": "'97.0%'"}}, "n_params": {"data": {"text/plain": "3614"}}}
+    nb = launch_notebooks.executed_notebook(md, run, glued)
+    text = _markdown(nb)
+    assert "right 97.0% of the time" in text and "3614 parameters in all" in text
+    assert "⟨good_train⟩" in text  # a name the run did not glue stays a visible pointer
+    assert [c.outputs[0].text for c in nb.cells if c.cell_type == "code"] == [f"output {k}\n" for k in range(len(code))]
+    assert "outputs and the numbers of the run" in text
+    code[1].source += "\n# edited"
+    with pytest.raises(ValueError, match="code cells differ"):
+        launch_notebooks.executed_notebook(md, run, glued)
+
+
 def test_placeholders_agree_with_the_library():
     from genviz_lib import notebook
 

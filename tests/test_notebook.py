@@ -43,6 +43,8 @@ def test_the_book_build_extension_marks_the_build(monkeypatch):
     spec = importlib.util.spec_from_file_location("genviz_book", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    connected = []
+    app = types.SimpleNamespace(connect=lambda event, handler: connected.append(event))
     assert not notebook.in_book_build()
-    module.setup(app=None)
-    assert notebook.in_book_build()
+    module.setup(app)
+    assert notebook.in_book_build() and connected == ["build-finished"]

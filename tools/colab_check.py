@@ -113,31 +113,57 @@ def fashion_source() -> Path:
                      "(make data) or set GENVIZ_FASHION_MNIST")
 
 
-def run_chapter(venv: Path, notebook: Path, work: Path, url: str, timeout: int) -> float:
-    name = notebook.stem
-    home = work / name
-    shutil.rmtree(home, ignore_errors=True)
-    outside = home / "cwd"  # the working directory: not the repository, as in Colab's /content
-    data_dir = home / "fashion-mnist"  # empty: the chapter can only download into it
-    outside.mkdir(parents=True)
-    data_dir.mkdir()
+def _papermill(venv: Path, notebook: Path, home: Path, timeout: int, **genviz_env) -> tuple[Path, subprocess.CompletedProcess]:
+    """Run a launch notebook in the quick profile from ``home/cwd``, outside the repository (as Colab's /content)."""
+    outside = home / "cwd"
+    outside.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GENVIZ_", "JUPYTER", "PYTHON", "VIRTUAL_ENV", "MPLBACKEND"))}
     env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", HOME=str(home),
                JUPYTER_PATH=str(venv / "share" / "jupyter"), JUPYTER_DATA_DIR=str(home / "jupyter"),
-               GENVIZ_DOWNLOAD="1", GENVIZ_FASHION_MNIST=str(data_dir),
-               GENVIZ_FASHION_MNIST_URL=url)  # the results cache: ~/.cache/genviz, as for any pip install
-    out = home / f"{name}.out.ipynb"
-    start = time.perf_counter()
+               **genviz_env)  # the results cache: ~/.cache/genviz under this HOME, as for any pip install
+    out = home / f"{notebook.stem}.out.ipynb"
     result = subprocess.run([venv / "bin" / "papermill", notebook, out, "-p", "PROFILE", "quick", "-k", "python3",
                              "--cwd", outside, "--execution-timeout", str(timeout), "--log-level", "ERROR"],
                             env=env, cwd=outside, text=True, capture_output=True, timeout=timeout + 120)
+    return out, result
+
+
+def run_chapter(venv: Path, notebook: Path, work: Path, url: str, timeout: int) -> float:
+    home = work / notebook.stem
+    shutil.rmtree(home, ignore_errors=True)
+    data_dir = home / "fashion-mnist"  # empty: the chapter can only download into it
+    data_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    out, result = _papermill(venv, notebook, home, timeout, GENVIZ_DOWNLOAD="1",
+                             GENVIZ_FASHION_MNIST=str(data_dir), GENVIZ_FASHION_MNIST_URL=url)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"{name} failed in the Colab-like environment ({seconds:.0f} s):\n"
+        raise SystemExit(f"{notebook.stem} failed in the Colab-like environment ({seconds:.0f} s):\n"
                          f"{result.stderr[-4000:]}")
     check_output(out, data_dir)
     return seconds
+
+
+def run_offline(venv: Path, notebook: Path, work: Path, url: str, timeout: int) -> str:
+    """Run a chapter with no data and a dead download site: it must stop at ``data.require``, before training."""
+    home = work / f"{notebook.stem}-offline"
+    shutil.rmtree(home, ignore_errors=True)
+    out, result = _papermill(venv, notebook, home, timeout, GENVIZ_DOWNLOAD="1",
+                             GENVIZ_FASHION_MNIST=str(home / "fashion-mnist"), GENVIZ_FASHION_MNIST_URL=url)
+    if result.returncode == 0:
+        raise SystemExit(f"{notebook.stem} ran offline with no data: the data check did not stop it")
+    code = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
+    failed = [i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    ran = [i for i, c in enumerate(code) if c.get("execution_count")]
+    first = next(i for i, c in enumerate(code) if "data.require(" in "".join(c["source"]))
+    error = next(o for o in code[failed[0]]["outputs"] if o.get("output_type") == "error") if failed else {}
+    if failed != [first] or max(ran) > first or error.get("ename") != "DataUnavailable":
+        raise SystemExit(f"{notebook.stem} offline: expected DataUnavailable in code cell {first} (data.require) "
+                         f"and nothing run after it; got errors in cells {failed}, cells run {ran}, {error.get('ename')}")
+    if (home / "fashion-mnist").exists():
+        raise SystemExit(f"{notebook.stem} offline: the failed download left {home / 'fashion-mnist'} behind")
+    return error["evalue"]
 
 
 def check_output(out: Path, data_dir: Path) -> None:
@@ -191,6 +217,12 @@ def main(argv=None) -> int:
                       f"{sum(f in FASHION for f in _Handler.served)} files so far")
         finally:
             server.shutdown()
+            server.server_close()
+        needs_data = [nb for nb in notebooks if "data.require(" in nb.read_text()]
+        if needs_data:  # the server is gone: its address is now a dead download site
+            message = run_offline(work / "venv", needs_data[0], work, url, args.timeout)
+            print(f"  {needs_data[0].name} offline with no data stops at its set-up cell, before any training:\n    "
+                  + message.replace("\n", "\n    "))
         print(f"all {len(notebooks)} launch notebooks ran with {WIDGETS[args.widgets]} "
               f"in {time.perf_counter() - start:.0f} s")
     return 0

@@ -254,8 +254,8 @@ def _cell_id(index: int, cell) -> str:
     return hashlib.sha1(f"{index}\0{cell.cell_type}\0{cell.source}".encode()).hexdigest()[:8]
 
 
-def launch_notebook(md: Path, root: Path = ROOT) -> nbformat.NotebookNode:
-    """The launch notebook of one chapter source."""
+def launch_notebook(md: Path, root: Path = ROOT, executed: bool = False) -> nbformat.NotebookNode:
+    """The launch notebook of one chapter source (``executed``: the variant that carries a run's outputs)."""
     config = book_config(root)
     site = pages_url(config)
     source = jupytext.read(md)
@@ -286,7 +286,7 @@ def launch_notebook(md: Path, root: Path = ROOT) -> nbformat.NotebookNode:
             cells.append(nbformat.v4.new_markdown_cell(f"**Figure {figure_number}.** {caption}"))
 
     title = next((k for k, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("# ")), 0)
-    cells.insert(title + 1, nbformat.v4.new_markdown_cell(_about(md, site, repository_url(config))))
+    cells.insert(title + 1, nbformat.v4.new_markdown_cell(_about(md, site, repository_url(config), executed)))
     if chapter.cited:
         cells.append(nbformat.v4.new_markdown_cell("## Works cited\n\n" + chapter.bib.reference_list(chapter.cited)))
 
@@ -298,15 +298,53 @@ def launch_notebook(md: Path, root: Path = ROOT) -> nbformat.NotebookNode:
     return nb
 
 
-def _about(md: Path, site: str, repo: str) -> str:
+def _about(md: Path, site: str, repo: str, executed: bool = False) -> str:
     page = f"{site}chapters/{md.stem}.html"
+    head = (f"**This is a notebook of the [genviz book]({site})** — the same chapter as [its web page]({page}), "
+            f"generated from [`chapters/{md.name}`]({repo}/blob/main/chapters/{md.name}). ")
+    if executed:
+        return _quote(head + "It holds the outputs and the numbers of the run that built the web page; rerun "
+                      "the cells from the top to compute them again (`PROFILE = \"quick\"` in the parameters "
+                      "cell checks the code in a minute or two).")
     return _quote(
-        f"**This is a notebook of the [genviz book]({site})** — the same chapter as [its web page]({page}), "
-        f"generated from [`chapters/{md.name}`]({repo}/blob/main/chapters/{md.name}). Run the cells from the "
+        head + "Run the cells from the "
         "top. A number that the text refers to is written here as its name in angle brackets, like "
         "**⟨name of the number⟩**: the cell that computes it prints that name with its value (the web page "
         "shows the values in the text). `PROFILE = \"quick\"` (set in the "
         "parameters cell) checks the code in a minute or two; `\"book\"` reruns the book's experiments.")
+
+
+def executed_notebook(md: Path, run: nbformat.NotebookNode, glued: dict, root: Path = ROOT) -> nbformat.NotebookNode:
+    """The launch notebook with the outputs of ``run`` (the book build's execution of ``md``) and the glued
+    values written into the text: what the book's download button hands a reader."""
+    nb = launch_notebook(md, root, executed=True)
+    ours = [c for c in nb.cells if c.cell_type == "code"]
+    theirs = [c for c in run.cells if c.cell_type == "code"]
+    if [c.source for c in ours] != [c.source for c in theirs]:
+        raise ValueError(f"{md.name}: the executed notebook's code cells differ from the chapter source")
+    for mine, done in zip(ours, theirs):
+        mine.outputs, mine.execution_count = done.get("outputs", []), done.get("execution_count")
+    values = {name: _glued_text(entry) for name, entry in glued.items()}
+    pattern = re.compile(PLACEHOLDER.format(r"(\w+)"))
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = pattern.sub(lambda m: values.get(m.group(1)) or m.group(0), cell.source)
+    if "widgets" in run.metadata:  # the widgets' saved state, so that saved frame players still show
+        nb.metadata["widgets"] = run.metadata["widgets"]
+    return nb
+
+
+def _glued_text(entry: dict) -> str | None:
+    import ast
+
+    text = (entry.get("data") or {}).get("text/plain")
+    if text is None:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return value if isinstance(value, str) else text
 
 
 def write(md: Path, root: Path = ROOT) -> Path:
