@@ -353,6 +353,31 @@ def _fetch_once(url: str, tmp: Path, timeout: float) -> None:
         raise _IncompleteDownload(f"got {received:,} of {total:,} bytes")
 
 
+def _dataset_root(root, env: str, default: Path) -> Path:
+    """``root`` if given, else the folder named by the environment variable ``env``, else ``default``."""
+    if root is not None:
+        return Path(root)
+    return Path(os.environ[env]) if os.environ.get(env) else default
+
+
+def _base_url(env: str, default: str) -> str:
+    base = os.environ.get(env) or default
+    return base if base.endswith("/") else base + "/"
+
+
+def _unavailable(what: str, where: str, reason: str | None, env: str, holds: str, url: str, url_env: str,
+                 *first_ways: str) -> DataUnavailable:
+    """The error for a data set that is not here: why (``reason``: a failed download, or None when downloads
+    are off) and every way to get it."""
+    ways = [*first_ways, f"set {env} to a folder that holds {holds}"]
+    ways.append(f"once online, run again: the download comes from {url} ({url_env} names a mirror)" if reason
+                else f"online, set GENVIZ_DOWNLOAD=1 (or pass download=True) to download it from {url} "
+                     f"({url_env} names a mirror; Colab and Binder download by themselves)")
+    problem = f", and {reason}" if reason else " and downloads are off"
+    return DataUnavailable(f"{what} was not found ({where}){problem}. Get it in one of these ways:\n"
+                           + "\n".join(f"  - {way}" for way in ways))
+
+
 def _allowed(download: bool | None) -> bool:
     return downloads_allowed() if download is None else bool(download)
 
@@ -390,11 +415,6 @@ def _fashion_folders(root) -> tuple[list[Path], Path]:
     return [FASHION_MNIST_SYSTEM_DIR, target], target
 
 
-def _fashion_mnist_url() -> str:
-    base = os.environ.get("GENVIZ_FASHION_MNIST_URL") or FASHION_MNIST_URL
-    return base if base.endswith("/") else base + "/"
-
-
 def find_fashion_mnist(root: str | Path | None = None, download: bool | None = None) -> Path:
     """The folder holding the four Fashion-MNIST IDX files, downloading the missing ones if allowed.
 
@@ -409,30 +429,22 @@ def find_fashion_mnist(root: str | Path | None = None, download: bool | None = N
     for folder in folders:
         if all((folder / f).is_file() for f in needed):
             return folder
-    looked = ", ".join(str(f) for f in folders)
+    base = _base_url("GENVIZ_FASHION_MNIST_URL", FASHION_MNIST_URL)
+
+    def unavailable(reason):
+        return _unavailable("Fashion-MNIST", "looked in " + ", ".join(str(f) for f in folders), reason,
+                            "GENVIZ_FASHION_MNIST", ", ".join(needed), f"{base} into {target}",
+                            "GENVIZ_FASHION_MNIST_URL", "Debian or Ubuntu: sudo apt-get install dataset-fashion-mnist")
+
     if not _allowed(download):
-        raise DataUnavailable(_fashion_help(f"Fashion-MNIST was not found (looked in {looked}) and downloads "
-                                            "are off.", target, tried=False))
-    base = _fashion_mnist_url()
+        raise unavailable(None)
     try:
         for f in needed:
             if not (target / f).is_file():
                 _download(base + f, target / f, FASHION_MNIST_MD5[f], gunzip_md5=True)
     except DataUnavailable as err:
-        raise DataUnavailable(_fashion_help(f"Fashion-MNIST was not found (looked in {looked}), and {err}.",
-                                            target, tried=True)) from None
+        raise unavailable(str(err)) from None
     return target
-
-
-def _fashion_help(problem: str, target: Path, tried: bool) -> str:
-    source = f"from {_fashion_mnist_url()} into {target}"
-    online = (f"  - once online, run again: the download goes {source} (GENVIZ_FASHION_MNIST_URL names a mirror)"
-              if tried else
-              f"  - online, set GENVIZ_DOWNLOAD=1 to download them {source} (Colab and Binder do it by "
-              "themselves; GENVIZ_FASHION_MNIST_URL names a mirror)")
-    return (f"{problem} Get it in one of these ways:\n"
-            "  - Debian or Ubuntu: sudo apt-get install dataset-fashion-mnist\n"
-            "  - set GENVIZ_FASHION_MNIST to a folder that holds " + ", ".join(FASHION_MNIST_MD5) + "\n" + online)
 
 
 def fashion_mnist(split: str = "train", root: str | Path | None = None, download: bool | None = None):
@@ -531,28 +543,6 @@ SVHN_MD5 = {"train": "e26dedcc434d2e4c54c9b2d4a06d8373", "test": "eb5a983be6a315
             "extra": "a93ce644f1a588dc4d68dda5feec44a7"}
 
 
-def _dataset_root(root, env: str, default: Path) -> Path:
-    """``root`` if given, else the folder named by the environment variable ``env``, else ``default``."""
-    if root is not None:
-        return Path(root)
-    return Path(os.environ[env]) if os.environ.get(env) else default
-
-
-def _base_url(env: str, default: str) -> str:
-    base = os.environ.get(env) or default
-    return base if base.endswith("/") else base + "/"
-
-
-def _missing(name: str, where: Path, env: str, url_env: str, url: str, reason: str | None) -> DataUnavailable:
-    """The error for a ``full``-profile data set that is not here (``reason``: why a download failed, or None)."""
-    online = (f"  - once online, run again: the download comes from {url} ({url_env} names a mirror)" if reason else
-              f"  - online, set GENVIZ_DOWNLOAD=1 (or pass download=True) to download it from {url} "
-              f"({url_env} names a mirror; Colab and Binder download by themselves)")
-    problem = f", and {reason}" if reason else " and downloads are off"
-    return DataUnavailable(f"{name} was not found in {where}{problem}. Get it in one of these ways:\n"
-                           f"  - set {env} to a folder that already holds it (torchvision's layout works)\n" + online)
-
-
 def find_cifar10(root: str | Path | None = None, download: bool | None = None) -> Path:
     """The ``cifar-10-batches-py`` folder (torchvision's layout), downloading and unpacking it if allowed.
 
@@ -568,15 +558,20 @@ def find_cifar10(root: str | Path | None = None, download: bool | None = None) -
         return folder
     url = _base_url("GENVIZ_CIFAR10_URL", CIFAR10_URL) + CIFAR10_ARCHIVE
     if not _allowed(download):
-        raise _missing("CIFAR-10", folder, "GENVIZ_CIFAR10", "GENVIZ_CIFAR10_URL", url, None)
+        raise _cifar10_unavailable(folder, url, None)
     archive = root / CIFAR10_ARCHIVE
     try:
         if not archive.is_file():
             _download(url, archive, CIFAR10_MD5)
     except DataUnavailable as err:
-        raise _missing("CIFAR-10", folder, "GENVIZ_CIFAR10", "GENVIZ_CIFAR10_URL", url, str(err)) from None
+        raise _cifar10_unavailable(folder, url, str(err)) from None
     _unpack(archive, folder.name, root)
     return folder
+
+
+def _cifar10_unavailable(folder: Path, url: str, reason: str | None) -> DataUnavailable:
+    return _unavailable("CIFAR-10", f"looked in {folder}", reason, "GENVIZ_CIFAR10",
+                        "cifar-10-batches-py/ (torchvision's layout)", url, "GENVIZ_CIFAR10_URL")
 
 
 def cifar10(split: str = "train", root: str | Path | None = None, download: bool | None = None):
@@ -623,11 +618,16 @@ def find_svhn(split: str = "train", root: str | Path | None = None, download: bo
         return path
     url = _base_url("GENVIZ_SVHN_URL", SVHN_URL) + path.name
     if not _allowed(download):
-        raise _missing(f"SVHN {split}", path, "GENVIZ_SVHN", "GENVIZ_SVHN_URL", url, None)
+        raise _svhn_unavailable(split, path, url, None)
     try:
         return _download(url, path, SVHN_MD5[split])
     except DataUnavailable as err:
-        raise _missing(f"SVHN {split}", path, "GENVIZ_SVHN", "GENVIZ_SVHN_URL", url, str(err)) from None
+        raise _svhn_unavailable(split, path, url, str(err)) from None
+
+
+def _svhn_unavailable(split: str, path: Path, url: str, reason: str | None) -> DataUnavailable:
+    return _unavailable(f"SVHN {split}", f"looked for {path}", reason, "GENVIZ_SVHN",
+                        f"{path.name} (torchvision's layout)", url, "GENVIZ_SVHN_URL")
 
 
 def svhn(split: str = "train", root: str | Path | None = None, download: bool | None = None):

@@ -76,7 +76,6 @@ def install_genviz(python: Path, work: Path) -> None:
     sh(python, "-m", "pip", "uninstall", "-y", "-q", "genviz_lib")  # left by an earlier run (--reuse-env)
     ignore = shutil.ignore_patterns(".git", ".venv", "_build", "data", "*.egg-info", "__pycache__", "build")
     shutil.copytree(ROOT, copy, ignore=ignore)
-    (copy / "data").mkdir()
     before = freeze(python)
     sh(python, "-m", "pip", "install", "-q", "--disable-pip-version-check", copy)
     after = freeze(python)

@@ -131,6 +131,7 @@ class _Chapter:
     figures: dict[str, int] = field(default_factory=dict)
     exercises: dict[str, int] = field(default_factory=dict)
     cited: list[str] = field(default_factory=list)
+    exercises_seen: int = 0
 
     def error(self, message: str) -> ValueError:
         return ValueError(f"{self.name}: {message} (teach tools/launch_notebooks.py, or write it another way)")
@@ -209,7 +210,8 @@ class _Chapter:
             title = self.inline(arg) if name == "admonition" else (arg and self.inline(arg)) or name.capitalize()
             return _quote(f"**{title}**\n\n{body}")
         if name == "exercise":
-            number = self.exercises[options["label"]] if "label" in options else len(self.exercises) + 1
+            self.exercises_seen += 1  # the same order as the numbering pass of launch_notebook()
+            number = self.exercises_seen
             title = f" ({self.inline(arg)})" if arg else ""
             return f"**Exercise {number}**{title}\n\n{body}"
         if name == "solution":
@@ -268,9 +270,12 @@ def launch_notebook(md: Path, root: Path = ROOT, executed: bool = False) -> nbfo
         elif fig:
             chapter.figures[f"_unnamed{len(chapter.figures)}"] = len(chapter.figures) + 1
         if cell.cell_type == "markdown":
-            for m in re.finditer(r"^\s*`{3,}\{exercise\}[^\n]*\n(?:\s*:[\w-]+:[^\n]*\n)*?\s*:label:\s*(\S+)",
-                                 cell.source, flags=re.M):
-                chapter.exercises[m.group(1)] = len(chapter.exercises) + 1
+            lines = cell.source.split("\n")
+            for k, line in enumerate(lines):
+                m = FENCE.match(line)
+                if m and m.group("name") == "exercise":
+                    label = _options(lines[k + 1:])[0].get("label", f"_unlabelled{len(chapter.exercises)}")
+                    chapter.exercises[label] = len(chapter.exercises) + 1
 
     cells, figure_number = [], 0
     for cell in source.cells:
