@@ -45,10 +45,15 @@ def test_launch_notebook_markdown_holds_no_raw_myst(md):
     assert not raw, f"{md.with_suffix('.ipynb').name} shows MyST markup raw: {raw[:5]}"
     source = md.read_text()
     exercises = source.count("```{exercise}")
-    assert text.count("<details>") == source.count("{solution}") and text.count("**Exercise ") >= exercises
+    assert text.count("<details>") == source.count("{solution}") and text.count("#### Exercise ") == exercises
     assert len(re.findall(r"<details>\n<summary><b>Solution to Exercise \d+</b></summary>", text)) == text.count("<details>")
     if "{cite" in source:
         assert "## Works cited" in text
+    assert not re.search(r"\(\d{4}[a-z]?\) \(|\([^()]* \(\d{4}[a-z]?\)\)", text), "a citation in double parentheses"
+    headings_inside = [c.source for c in nb.cells if c.cell_type == "markdown"
+                       and any(re.match(r"#{1,6} ", line) for line in c.source.split("\n")[1:])
+                       and "```" not in c.source]
+    assert not headings_inside, "each section starts its own cell (Jupyter's outline works cell by cell)"
     assert text.count("**Figure ") == source.count("  figure:\n")  # each figure's caption under it
 
 
@@ -95,6 +100,11 @@ Do it.
 print("{glue:text}`not_a_role`")
 ```
 ````
+
+## More
+
+Also (e.g. {cite:t}`huang2020understanding`) and {cite:t}`huang2020understanding` (§2,
+Fig. 1).
 """
     tmp = ROOT / "_build" / "test-launch"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -106,15 +116,16 @@ print("{glue:text}`not_a_role`")
     nb = launch_notebooks.launch_notebook(tmp / "chapters" / "x.md", root=tmp)
     md = [c.source for c in nb.cells if c.cell_type == "markdown"]
     site = launch_notebooks.pages_url(launch_notebooks.book_config(tmp))
-    assert "genviz book" in md[1]  # the note on how to read the notebook, under the title cell
-    assert md[0].startswith("# Title\n\n## A section\n\nHuang et al. (2020) and (Wu et al., 2017; Neyshabur et al., 2017) "
-                            "measured\n⟨ch_acc⟩; see Figure 1 and "
+    assert md[0] == "# Title" and "genviz book" in md[1]  # the note on how to read the notebook, under the title
+    assert md[2].startswith("## A section\n\nHuang et al. (2020) and (Wu et al., 2017; Neyshabur et al., 2017) "
+                            "measured\n`⟨ch_acc⟩`; see Figure 1 and "
                             f"[`basin_radius()`]({site}book/api.html#genviz_lib.volume.basin_radius). "
                             "A literal: `{glue:text}`.")
-    assert md[2] == "**Figure 1.** The loss, after Li et al. (2018)."
-    assert md[3].startswith("> **Why**\n>\n> Because.\n\n**Exercise 1**\n\nDo it.\n\n<details>\n"
-                            "<summary><b>Solution to Exercise 1</b></summary>")
-    assert '```python\nprint("{glue:text}`not_a_role`")\n```' in md[3] and md[3].endswith("</details>")
+    assert md[3] == "**Figure 1.** The loss, after Li et al. (2018)."
+    assert md[4] == "> **Why**\n>\n> Because."
+    assert md[5].startswith("#### Exercise 1\n\nDo it.\n\n<details>\n<summary><b>Solution to Exercise 1</b></summary>")
+    assert '```python\nprint("{glue:text}`not_a_role`")\n```' in md[5] and md[5].endswith("</details>")
+    assert md[6] == "## More\n\nAlso (e.g. Huang et al., 2020) and Huang et al. (2020, §2,\nFig. 1)."
     assert md[-1].startswith("## Works cited\n\n- **Huang et al. (2020)**.")
     assert md[-1].count("\n- ") == 4 - 1 + 1  # four works, one line each
     (tmp / "chapters" / "y.md").write_text(md_text.replace("{numref}`fig-x`", "{term}`x` {badrole}`x`"))
@@ -133,7 +144,7 @@ def test_the_download_notebook_carries_the_run_and_its_numbers():
     nb = launch_notebooks.executed_notebook(md, run, glued)
     text = _markdown(nb)
     assert "right 97.0% of the time" in text and "3614 parameters in all" in text
-    assert "⟨good_train⟩" in text  # a name the run did not glue stays a visible pointer
+    assert "`⟨good_train⟩`" in text  # a name the run did not glue stays a visible pointer
     assert [c.outputs[0].text for c in nb.cells if c.cell_type == "code"] == [f"output {k}\n" for k in range(len(code))]
     assert "outputs and the numbers of the run" in text
     code[1].source += "\n# edited"
@@ -144,7 +155,7 @@ def test_the_download_notebook_carries_the_run_and_its_numbers():
 def test_placeholders_agree_with_the_library():
     from genviz_lib import notebook
 
-    assert launch_notebooks.PLACEHOLDER.format("acc") == notebook.placeholder("acc")
+    assert launch_notebooks.PLACEHOLDER.format("acc") == f"`{notebook.placeholder('acc')}`"
 
 
 def test_the_book_can_be_published_under_any_repository():

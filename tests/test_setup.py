@@ -29,3 +29,15 @@ def test_torch_is_pinned_and_installed_first():
 
 def test_ci_runs_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_readme_states_what_a_reader_needs():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    readme = (ROOT / "README.md").read_text()
+    assert project["requires-python"] == ">=3.11" and "Python ≥ 3.11" in readme
+    assert not any(d.split("=")[0].split(">")[0].strip() == "torch" for d in project["dependencies"])
+    assert "make test-colab" in readme and "\ntest-colab:" in (ROOT / "Makefile").read_text()
+    assert "make sync URL=" in readme and "GENVIZ_DOWNLOAD=1" in readme
+    assert "TIME_" not in readme, "fill in the measured times"

@@ -29,9 +29,12 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PLACEHOLDER = "⟨{}⟩"  # the same as genviz_lib.notebook.placeholder (tested to agree)
+PLACEHOLDER = "`⟨{}⟩`"  # genviz_lib.notebook.placeholder in code font, so it stands out (tested to agree)
 
 INLINE = re.compile(r"\{(?P<role>[a-z][\w:-]*)\}`(?P<body>[^`]*)`|(?P<ticks>`+).+?(?P=ticks)")
+PAREN_CITE = re.compile(r"\((?P<pre>[^()]*?)\{cite:[tp]\}`(?P<keys>[^`]+)`(?P<post>[^()`]*)\)")
+NOTE_CITE = re.compile(r"\{cite:t\}`(?P<keys>[^`,]+)` \((?P<note>[^()`]+)\)")
+HEADING = re.compile(r"^#{1,6} ")
 PLAIN_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,})(?![`~{])")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\{(?P<name>[\w-]+)\}[ \t]*(?P<arg>.*)$")
 TARGET = re.compile(r"^\s*\(([\w-]+)\)=\s*$")
@@ -97,13 +100,18 @@ class Bibliography:
                  else f"{last[0]} et al." if last else "Anonymous")
         return names, entry.fields.get("year", "n.d.")
 
-    def cite(self, keys: list[str], parenthetical: bool) -> str:
+    def cite(self, keys: list[str], style: str = "text", note: str = "") -> str:
+        """``text``: Huang et al. (2020); ``paren``: (Huang et al., 2020); ``bare``: Huang et al., 2020.
+        ``note`` (a locator such as "§2") goes inside the year's parentheses: Huang et al. (2020, §2)."""
         unknown = [k for k in keys if k not in self.labels]
         if unknown:
             raise KeyError(f"cited but not in references.bib: {unknown}")
-        if parenthetical:
-            return "(" + "; ".join(f"{n}, {y}" for n, y in (self.labels[k] for k in keys)) + ")"
-        return "; ".join(f"{n} ({y})" for n, y in (self.labels[k] for k in keys))
+        labels = [self.labels[k] for k in keys]
+        if style == "text":
+            extra = f", {note}" if note else ""
+            return "; ".join(f"{n} ({y}{extra})" for n, y in labels)
+        bare = "; ".join(f"{n}, {y}" for n, y in labels) + (f", {note}" if note else "")
+        return f"({bare})" if style == "paren" else bare
 
     def reference_list(self, keys) -> str:
         keys = sorted(set(keys), key=lambda k: (self.labels[k][0].lower(), self.labels[k][1]))
@@ -144,9 +152,7 @@ class _Chapter:
         if role in ("glue", "glue:text", "glue:"):
             return PLACEHOLDER.format(body.split(":")[0])
         if role in ("cite", "cite:p", "cite:t", "cite:ps", "cite:ts"):
-            keys = [k.strip() for k in body.split(",") if k.strip()]
-            self.cited.extend(keys)
-            return self.bib.cite(keys, parenthetical=role in ("cite", "cite:p", "cite:ps"))
+            return self._cite(body, "paren" if role in ("cite", "cite:p", "cite:ps") else "text")
         if role in PY_ROLES:
             target = label.lstrip("~.")
             shown = text if text is not None else (target.rsplit(".", 1)[-1] if label.startswith("~") else target)
@@ -168,13 +174,29 @@ class _Chapter:
         raise self.error(f"unknown role {{{role}}}")
 
     def inline(self, line: str) -> str:
-        # left to right, so that a role's own backticks are never taken for a code span, and a role
+        # A citation already inside parentheses, "({cite:t}`k`)", or followed by a locator, "{cite:t}`k` (§2)",
+        # would read "(Zhang et al. (2017))" or "Huang et al. (2020) (§2)": write "(Zhang et al., 2017)" and
+        # "Huang et al. (2020, §2)" instead.
+        line = PAREN_CITE.sub(lambda m: f"({m['pre']}{self._cite(m['keys'], 'bare')}{m['post']})", line)
+        line = NOTE_CITE.sub(lambda m: self._cite(m["keys"], "text", m["note"]), line)
+        # then left to right, so that a role's own backticks are never taken for a code span, and a role
         # written inside a code span stays literal
         return INLINE.sub(lambda m: self.role(m) if m.group("role") else m.group(0), line)
 
+    def _cite(self, body: str, style: str, note: str = "") -> str:
+        keys = [k.strip() for k in body.split(",") if k.strip()]
+        self.cited.extend(keys)
+        return self.bib.cite(keys, style, note)
+
     # ---- directives ----------------------------------------------------------------------
     def markdown(self, text: str) -> str:
-        lines, out, i = text.split("\n"), [], 0
+        lines, out, i, prose = text.split("\n"), [], 0, []
+
+        def flush():  # prose is translated a block at a time: a citation's locator may wrap onto the next line
+            if prose:
+                out.append(self.inline("\n".join(prose)))
+                prose.clear()
+
         while i < len(lines):
             line = lines[i]
             if TARGET.match(line):
@@ -182,6 +204,7 @@ class _Chapter:
                 continue
             plain = PLAIN_FENCE.match(line)
             if plain:  # a code block: copied as it is
+                flush()
                 fence = plain.group("fence")
                 j = next((k for k in range(i + 1, len(lines))
                           if re.match(rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$", lines[k])), len(lines) - 1)
@@ -190,9 +213,10 @@ class _Chapter:
                 continue
             m = FENCE.match(line)
             if not m:
-                out.append(self.inline(line))
+                prose.append(line)
                 i += 1
                 continue
+            flush()
             fence = m.group("fence")
             close = re.compile(rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$")
             j = i + 1
@@ -203,6 +227,7 @@ class _Chapter:
             options, body = _options(lines[i + 1:j])
             out.append(self.directive(m.group("name"), m.group("arg").strip(), options, self.markdown(body)))
             i = j + 1
+        flush()
         return "\n".join(out)
 
     def directive(self, name: str, arg: str, options: dict, body: str) -> str:
@@ -213,7 +238,7 @@ class _Chapter:
             self.exercises_seen += 1  # the same order as the numbering pass of launch_notebook()
             number = self.exercises_seen
             title = f" ({self.inline(arg)})" if arg else ""
-            return f"**Exercise {number}**{title}\n\n{body}"
+            return f"#### Exercise {number}{title}\n\n{body}"
         if name == "solution":
             if arg not in self.exercises:
                 raise self.error(f"a solution for {arg!r}, which is no exercise of this chapter")
@@ -241,6 +266,23 @@ def _options(lines: list[str]) -> tuple[dict, str]:
         options[key] = value.strip()
         k += 1
     return options, "\n".join(lines[k:]).strip("\n")
+
+
+def _split_at_headings(text: str) -> list[str]:
+    """One markdown cell per section: Jupyter's outline and section folding work cell by cell."""
+    parts, current, fence = [], [], None
+    for line in text.split("\n"):
+        m = PLAIN_FENCE.match(line)
+        if m and fence is None:
+            fence = m.group("fence")
+        elif fence is not None and line.strip().startswith(fence[0] * len(fence)) and not line.strip().strip(fence[0]):
+            fence = None
+        elif fence is None and HEADING.match(line) and any(l.strip() for l in current):
+            parts.append("\n".join(current).strip("\n"))
+            current = []
+        current.append(line)
+    parts.append("\n".join(current).strip("\n"))
+    return [p for p in parts if p.strip()]
 
 
 def _quote(text: str) -> str:
@@ -280,7 +322,7 @@ def launch_notebook(md: Path, root: Path = ROOT, executed: bool = False) -> nbfo
     cells, figure_number = [], 0
     for cell in source.cells:
         if cell.cell_type == "markdown":
-            cells.append(nbformat.v4.new_markdown_cell(chapter.markdown(cell.source)))
+            cells.extend(nbformat.v4.new_markdown_cell(part) for part in _split_at_headings(chapter.markdown(cell.source)))
             continue
         new = nbformat.v4.new_code_cell(cell.source, metadata=dict(cell.metadata))
         cells.append(new)
@@ -292,8 +334,10 @@ def launch_notebook(md: Path, root: Path = ROOT, executed: bool = False) -> nbfo
 
     title = next((k for k, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("# ")), 0)
     cells.insert(title + 1, nbformat.v4.new_markdown_cell(_about(md, site, repository_url(config), executed)))
-    if chapter.cited:
-        cells.append(nbformat.v4.new_markdown_cell("## Works cited\n\n" + chapter.bib.reference_list(chapter.cited)))
+    if chapter.cited:  # under the chapter's own "References" section when it ends with one
+        last = [c.source.split("\n", 1)[0] for c in cells if c.cell_type == "markdown" and HEADING.match(c.source)][-1:]
+        level = "###" if last == ["## References"] else "##"
+        cells.append(nbformat.v4.new_markdown_cell(f"{level} Works cited\n\n" + chapter.bib.reference_list(chapter.cited)))
 
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = {"kernelspec": dict(source.metadata["kernelspec"]),
@@ -309,14 +353,13 @@ def _about(md: Path, site: str, repo: str, executed: bool = False) -> str:
             f"generated from [`chapters/{md.name}`]({repo}/blob/main/chapters/{md.name}). ")
     if executed:
         return _quote(head + "It holds the outputs and the numbers of the run that built the web page; rerun "
-                      "the cells from the top to compute them again (`PROFILE = \"quick\"` in the parameters "
-                      "cell checks the code in a minute or two).")
+                      "the cells from the top to compute them again (`PROFILE = \"quick\"`, written in the cell "
+                      "that sets `PROFILE`, checks the code in about a minute).")
     return _quote(
-        head + "Run the cells from the "
-        "top. A number that the text refers to is written here as its name in angle brackets, like "
-        "**⟨name of the number⟩**: the cell that computes it prints that name with its value (the web page "
-        "shows the values in the text). `PROFILE = \"quick\"` (set in the "
-        "parameters cell) checks the code in a minute or two; `\"book\"` reruns the book's experiments.")
+        head + "Run the cells from the top. A number that the text refers to is written here as its name in "
+        "angle brackets, like `⟨name of the number⟩`: the cell that computes it prints that name with its value "
+        "(the web page shows the values in the text). To check the code in about a minute, write "
+        "`PROFILE = \"quick\"` in the cell that sets `PROFILE`; `\"book\"` reruns the book's experiments.")
 
 
 def executed_notebook(md: Path, run: nbformat.NotebookNode, glued: dict, root: Path = ROOT) -> nbformat.NotebookNode:
@@ -330,7 +373,7 @@ def executed_notebook(md: Path, run: nbformat.NotebookNode, glued: dict, root: P
     for mine, done in zip(ours, theirs):
         mine.outputs, mine.execution_count = done.get("outputs", []), done.get("execution_count")
     values = {name: _glued_text(entry) for name, entry in glued.items()}
-    pattern = re.compile(PLACEHOLDER.format(r"(\w+)"))
+    pattern = re.compile(re.escape(PLACEHOLDER).replace(re.escape("{}"), r"(\w+)"))
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = pattern.sub(lambda m: values.get(m.group(1)) or m.group(0), cell.source)
