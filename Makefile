@@ -16,10 +16,9 @@ export PYTHONUNBUFFERED := 1
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build. --no-compile: byte-compiling
-	@# every installed module up front takes about as long as the install; Python compiles what it imports.
-	$(BIN)/pip install -q --no-compile torch==2.13.0
-	$(BIN)/pip install -q --no-compile -r requirements.txt
+	@# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 

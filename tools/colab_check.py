@@ -62,7 +62,8 @@ def make_env(venv: Path, widgets: str, reuse: bool = False) -> Path:
     shutil.rmtree(venv, ignore_errors=True)
     sh(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
-    # --no-compile: byte-compiling all of torch and Jupyter up front would double the time; imports compile lazily
+    # --no-compile: byte-compiling all of torch and Jupyter up front takes as long as installing them; the
+    # notebooks' kernels compile what they import (their environment drops PYTHONDONTWRITEBYTECODE)
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"]
     sh(*pip, "torch==2.13.0")  # first and pinned: anything else would pull a multi-GB CUDA build
     sh(*pip, "-r", ROOT / "tests" / "colab" / "requirements-colab.txt", WIDGETS[widgets])
