@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from genviz_lib import curvature, data, landscape, models, train, volume
+from genviz_lib import curvature, data, landscape, losses, models, train, volume
 
 
 def _timed(fn):
@@ -73,7 +73,7 @@ def _loop_objective(model, X, y):
         out = []
         for theta in Theta:
             landscape.unflatten(probe, theta)
-            out.append(train.cross_entropy(probe(X), y).mean())
+            out.append(losses.cross_entropy(probe(X), y).mean())
         return torch.stack(out)
 
     return f

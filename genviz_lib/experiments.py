@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from . import curvature, data, landscape, models, norms, train, volume
+from . import curvature, data, landscape, losses, models, norms, train, volume
 from .config import Profile, ResultsCache, get_cache, get_profile
 
 
@@ -368,12 +368,12 @@ class Family:
                 row[f"rho_{name}"], row[f"scale_{name}"] = rhos[name][i], scales[name]
             for split in ("train", "test"):
                 part = getattr(d, split)
-                loss, acc = train.evaluate(wide, data.Data(part.X.double(), part.y))
+                loss, acc = losses.evaluate(wide, data.Data(part.X.double(), part.y))
                 row[f"{split}_loss"], row[f"{split}_acc"] = float(loss[0]), float(acc[0])
                 for name, q in layer_norms.items():
                     row[f"{split}_{name}"] = norms.normalized_loss(model, part.X, part.y, q, scale=scales[name])
             if m.get("pretrain") is not None:
-                row["pretrain_test_acc"] = float(train.evaluate(m["pretrain"].model, self.splits.test)[1][0])
+                row["pretrain_test_acc"] = float(losses.evaluate(m["pretrain"].model, self.splits.test)[1][0])
             rows.append(row)
         return rows
 
@@ -430,7 +430,7 @@ def _plain_and_normalized(net: torch.nn.Module, splits: data.Splits) -> dict:
     out = {}
     for split in ("train", "test"):
         part = getattr(splits, split)
-        loss, acc = train.evaluate(net, part)
+        loss, acc = losses.evaluate(net, part)
         out.update({f"{split}_loss": float(loss[0]), f"{split}_acc": float(acc[0]),
                     f"{split}_normalized": norms.normalized_loss(net, part.X, part.y)})
     return out

@@ -20,7 +20,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from .data import Data
-from .train import class_logits, cross_entropy
+from .losses import class_logits, cross_entropy
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 

@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .data import Data
-from .train import class_logits, evaluate
+from .losses import class_logits, evaluate
 
 
 def margins(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

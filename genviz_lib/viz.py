@@ -12,25 +12,11 @@ import torch
 from matplotlib.colors import ListedColormap
 
 from .data import Data
-from .train import class_logits
+from .boundaries import predict_grid
+from .losses import class_logits
 
 CLASS_COLORS = ("#c0392b", "#2e6db4")  # class 0 red, class 1 blue, as in Huang et al.
 REGION_COLORS = ("#f4c7c1", "#c5d8f0")
-
-
-@torch.no_grad()
-def predict_grid(model: torch.nn.Module, extent: float = 18.0, resolution: int = 500):
-    """Predicted class on a ``resolution × resolution`` grid over ``[−extent, extent]²``."""
-    device = next(model.parameters()).device
-    axis = torch.linspace(-extent, extent, resolution)
-    gx, gy = torch.meshgrid(axis, axis, indexing="xy")
-    points = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
-    was_training = model.training
-    model.eval()
-    pred = torch.cat([class_logits(model(chunk.to(device))).argmax(-1).cpu()
-                      for chunk in points.split(65536)])
-    model.train(was_training)
-    return axis.numpy(), pred.reshape(resolution, resolution).numpy()
 
 
 def decision_boundary(model: torch.nn.Module, data: Data, ax=None, extent: float = 18.0, resolution: int = 500,
@@ -180,32 +166,6 @@ def metric_lines(x: Sequence[float], series: dict, ax=None, xlabel: str = "", yl
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8)
     return ax
-
-
-def boundary_stats(model: torch.nn.Module, data: Data, extent: float = 18.0, resolution: int = 500) -> dict:
-    """Counts behind the "islands and peninsulas" of a 2-D classifier, from its predictions on the grid.
-
-    ``regions``: connected regions of either class; ``islands``: those that do not touch the edge of the
-    window (enclosed by the other class); ``margin``: for each point of ``data``, the distance to the nearest
-    grid cell predicted as another class (an input-space margin, to the grid's resolution).
-    """
-    from scipy import ndimage
-
-    axis, pred = predict_grid(model, extent, resolution)
-    regions = islands = 0
-    for c in (0, 1):
-        labels, n = ndimage.label(pred == c)
-        edge = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))) - {0}
-        regions, islands = regions + n, islands + n - len(edge)
-    step = axis[1] - axis[0]
-    X, y = data.X.numpy(), data.y.numpy()
-    ix = np.clip(np.rint((X - axis[0]) / step).astype(int), 0, resolution - 1)  # grid cell of each point
-    margin = np.empty(len(y))
-    for c in (0, 1):
-        # distance from every cell of class c to the nearest cell of the other class
-        dist = ndimage.distance_transform_edt(pred == c) * step
-        margin[y == c] = dist[ix[y == c, 1], ix[y == c, 0]]
-    return dict(regions=int(regions), islands=int(islands), margin=margin)
 
 
 def slice_curves(alphas, series: dict, ax=None, cutoff: float | None = None, log: bool = True):

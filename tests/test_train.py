@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from genviz_lib import data, models, train
+from genviz_lib import data, losses, models, train
 from genviz_lib.data import Data
 
 
@@ -28,25 +28,25 @@ def test_poisoned_loss_equals_the_formula_on_hand_made_logits():
     ce = -(math.log(p[0, 0]) + math.log(p[1, 2])) / 2
     rce = -(math.log(1 - q[0, 1]) + math.log(1 - q[1, 1]) + math.log(1 - q[2, 2])) / 3
     expected = (1 - beta) * ce + beta * rce
-    got = train.poisoned_loss(logits, y, poison_logits, poison_y, beta)
+    got = losses.poisoned_loss(logits, y, poison_logits, poison_y, beta)
     assert got.item() == pytest.approx(expected, rel=1e-12)
     # β = 0 is the plain cross-entropy
-    assert train.poisoned_loss(logits, y, poison_logits, poison_y, 0.0).item() == pytest.approx(ce, rel=1e-12)
+    assert losses.poisoned_loss(logits, y, poison_logits, poison_y, 0.0).item() == pytest.approx(ce, rel=1e-12)
 
 
 def test_single_logit_means_two_classes():
     z = torch.tensor([[1.5], [-0.5]], dtype=torch.float64)
     y = torch.tensor([1, 1])
     sigmoid = torch.sigmoid(z[:, 0])
-    torch.testing.assert_close(train.cross_entropy(z, y), -torch.log(sigmoid))
-    torch.testing.assert_close(train.reverse_cross_entropy(z, y), -torch.log(1 - sigmoid))
+    torch.testing.assert_close(losses.cross_entropy(z, y), -torch.log(sigmoid))
+    torch.testing.assert_close(losses.reverse_cross_entropy(z, y), -torch.log(1 - sigmoid))
     # for two classes the reverse cross-entropy equals the cross-entropy of the flipped label
-    torch.testing.assert_close(train.reverse_cross_entropy(z, y), train.cross_entropy(z, 1 - y))
+    torch.testing.assert_close(losses.reverse_cross_entropy(z, y), losses.cross_entropy(z, 1 - y))
 
 
 def test_reverse_cross_entropy_is_stable():
     logits = torch.tensor([[1000.0, -1000.0], [-1000.0, 1000.0]])
-    rce = train.reverse_cross_entropy(logits, torch.tensor([0, 0]))
+    rce = losses.reverse_cross_entropy(logits, torch.tensor([0, 0]))
     assert torch.isfinite(rce).all()
     assert rce.tolist() == pytest.approx([2000.0, 0.0], abs=1e-3)
 
@@ -55,9 +55,9 @@ def test_ensemble_losses_are_per_member():
     logits = torch.randn(3, 5, 2, dtype=torch.float64)
     y = torch.randint(2, (5,))
     beta = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
-    got = train.poisoned_loss(logits, y, logits, y, beta)
+    got = losses.poisoned_loss(logits, y, logits, y, beta)
     for k in range(3):
-        expected = train.poisoned_loss(logits[k], y, logits[k], y, float(beta[k]))
+        expected = losses.poisoned_loss(logits[k], y, logits[k], y, float(beta[k]))
         assert got[k].item() == pytest.approx(expected.item(), rel=1e-12)
 
 
@@ -242,8 +242,8 @@ def test_fit_regression_fits_points_and_attack_points_pull_between_them():
     x = torch.tensor([-1.0, 0.0, 1.0])
     y = 2 * x + 1
     net = models.MLP(1, [32], 1)
-    losses = train.fit_regression(net, x, y, steps=3000, lr=1e-2, stop_at_loss=1e-6)
-    assert losses[-1] <= 1e-6 and len(losses) < 3000
+    mse = train.fit_regression(net, x, y, steps=3000, lr=1e-2, stop_at_loss=1e-6)
+    assert mse[-1] <= 1e-6 and len(mse) < 3000
     torch.manual_seed(0)
     attacked = models.MLP(1, [64, 64], 1)
     ax = torch.tensor([-0.5, 0.5])
