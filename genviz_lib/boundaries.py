@@ -24,8 +24,15 @@ def predict_grid(model: torch.nn.Module, extent: float = 18.0, resolution: int =
     points = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
     was_training = model.training
     model.eval()
-    pred = torch.cat([class_logits(model(chunk.to(device))).argmax(-1).cpu()
-                      for chunk in points.split(65536)])
+    pred = []
+    for chunk in points.split(65536):
+        logits = class_logits(model(chunk.to(device)))
+        if not torch.isfinite(logits).all():
+            model.train(was_training)
+            raise ValueError(f"the network's outputs include {logits[~torch.isfinite(logits)][0].item()}: "
+                             "check the model's weights and data")
+        pred.append(logits.argmax(-1).cpu())
+    pred = torch.cat(pred)
     model.train(was_training)
     return axis.numpy(), pred.reshape(resolution, resolution).numpy()
 

@@ -21,7 +21,7 @@ import warnings
 import torch
 from torch.func import grad, jvp, vmap
 
-from .landscape import Objective
+from .landscape import Objective, loss_at
 
 
 def _scalar(f: Objective):
@@ -110,6 +110,7 @@ def top_eigenvalues(f: Objective, theta: torch.Tensor, k: int = 1, method: str =
         raise ValueError(f"k must lie in 1..{n}, got {k}")
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
+    loss_at(f, theta)
     dtype = torch.float64
     count = 0
 
@@ -173,6 +174,7 @@ def hessian_trace(f: Objective, theta: torch.Tensor, samples: int = 100, generat
     """Hutchinson's estimate of ``tr H = E[vᵀHv]`` (Rademacher ``v``): ``(estimate, standard error)``."""
     if samples < 2:
         raise ValueError("need at least 2 samples for a standard error")
+    loss_at(f, theta)
     V = _rademacher(samples, theta.numel(), generator, theta.dtype, theta.device)
     quad = torch.cat([(hvp(f, theta, chunk) * chunk).sum(1) for chunk in V.split(batch)]).to(torch.float64)
     return float(quad.mean()), float(quad.std() / math.sqrt(samples))
@@ -207,6 +209,7 @@ def spectral_density(f: Objective, theta: torch.Tensor, probes: int = 8, steps: 
     """
     n = theta.numel()
     steps = min(steps, n)
+    loss_at(f, theta)
     matvec = lambda v: hvp(f, theta, v.to(theta.dtype)).to(torch.float64)
     nodes, weights = [], []
     for _ in range(probes):
@@ -238,6 +241,7 @@ def frobenius_estimate(f: Objective, theta: torch.Tensor, samples: int = 100, ep
     Returns ``(estimate, standard error)`` of ``‖H‖_F²``. ``(∇f(θ+εv) − ∇f(θ−εv))/(2ε) ≈ Hv``, so the
     sum is divided by ``4Mε²``; eq. 14 as printed divides by ``2Mε²``, which would double the value.
     """
+    loss_at(f, theta)
     g = grad(_scalar(f))
     V = torch.randn(samples, theta.numel(), generator=generator, dtype=theta.dtype).to(theta.device)
     diffs = torch.stack([(g(theta + eps * v) - g(theta - eps * v)) for v in V]).to(torch.float64)

@@ -237,27 +237,47 @@ def grid(lo: float, hi: float, num: int) -> torch.Tensor:
     return g
 
 
-def slice_1d(f: Objective, theta: torch.Tensor, direction: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-    """``f(θ + a·d)`` for each ``a`` in ``alphas``: ``[len(alphas)]`` (or a dict of them for :func:`metrics`)."""
-    alphas = torch.as_tensor(alphas, dtype=theta.dtype, device=theta.device)
+def loss_at(f: Objective, theta: torch.Tensor):
+    """``f(θ)``, checked before a measure starts its search: a NaN or infinite loss at the point itself is
+    an error that says so (a broken model or data set, not a question of cutoffs or step sizes)."""
+    if theta.ndim != 1:
+        raise ValueError(f"θ must be a flat parameter vector [n], got shape {tuple(theta.shape)}")
+    n = getattr(f, "n", None)
+    if n is not None and n != theta.numel():
+        raise ValueError(f"θ has {theta.numel()} entries but the objective's model has {n} parameters")
     with torch.no_grad():
-        return f(theta[None] + alphas[:, None] * direction[None])
+        value = f(theta[None])
+    for name, v in (value.items() if isinstance(value, dict) else [("loss", value)]):
+        v = torch.as_tensor(v).reshape(-1)[0]
+        if not torch.isfinite(v):
+            what = "loss" if name == "loss" else name.replace("_", " ")
+            raise ValueError(f"the {what} at θ is {v.item()}: check the model's weights and data")
+    return {k: v[0] for k, v in value.items()} if isinstance(value, dict) else value[0]
 
 
-def slice_2d(f: Objective, theta: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, alphas: torch.Tensor,
-             betas: torch.Tensor):
-    """``f(θ + a·d₁ + b·d₂)`` on the grid: ``[len(betas), len(alphas)]`` (rows follow ``b``, columns ``a``).
+def slice_1d(f: Objective, theta: torch.Tensor, direction: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``f(θ + a·d)`` for each step ``a``: ``[len(a)]`` (or a dict of them for :func:`metrics`)."""
+    loss_at(f, theta)
+    a = torch.as_tensor(a, dtype=theta.dtype, device=theta.device)
+    with torch.no_grad():
+        return f(theta[None] + a[:, None] * direction[None])
 
-    The orientation is that of ``matplotlib``'s ``contour(alphas, betas, Z)``. With a :func:`metrics`
-    objective, each entry of the returned dict has that shape.
+
+def slice_2d(f: Objective, theta: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, a: torch.Tensor,
+             b: torch.Tensor):
+    """``f(θ + a·d₁ + b·d₂)`` on the grid of steps ``a`` × ``b``: ``[len(b), len(a)]`` (rows follow ``b``).
+
+    The orientation is that of ``matplotlib``'s ``contour(a, b, Z)``. With a :func:`metrics`
+    objective, each entry of the returned dict has that shape. (The book keeps β for the poison factor.)
     """
-    alphas = torch.as_tensor(alphas, dtype=theta.dtype, device=theta.device)
-    betas = torch.as_tensor(betas, dtype=theta.dtype, device=theta.device)
-    B, A = torch.meshgrid(betas, alphas, indexing="ij")
+    loss_at(f, theta)
+    a = torch.as_tensor(a, dtype=theta.dtype, device=theta.device)
+    b = torch.as_tensor(b, dtype=theta.dtype, device=theta.device)
+    B, A = torch.meshgrid(b, a, indexing="ij")
     points = theta[None] + A.reshape(-1, 1) * d1[None] + B.reshape(-1, 1) * d2[None]
     with torch.no_grad():
         values = f(points)
-    shape = (len(betas), len(alphas))
+    shape = (len(b), len(a))
     if isinstance(values, dict):
         return {k: v.reshape(shape) for k, v in values.items()}
     return values.reshape(shape)

@@ -39,6 +39,9 @@ def margins(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-example margins ``f(x)[y] − max_{j≠y} f(x)[j]`` ``[N]`` (a single logit ``z`` counts as ``[0, z]``)."""
     with torch.no_grad():
         logits = class_logits(model(X))
+    if not torch.isfinite(logits).all():
+        raise ValueError(f"the network's outputs include {logits[~torch.isfinite(logits)][0].item()}: "
+                         "check the model's weights and data")
     y = y.to(logits.device)
     true = logits.gather(1, y[:, None])[:, 0]
     others = logits.scatter(1, y[:, None], float("-inf")).amax(1)

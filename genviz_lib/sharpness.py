@@ -24,20 +24,7 @@ from typing import Sequence
 import torch
 from torch.func import grad
 
-from .landscape import Objective
-
-
-def _check_point(f: Objective, w: torch.Tensor) -> torch.Tensor:
-    if w.ndim != 1:
-        raise ValueError(f"w must be a flat parameter vector [n], got shape {tuple(w.shape)}")
-    n = getattr(f, "n", None)
-    if n is not None and n != w.numel():
-        raise ValueError(f"w has {w.numel()} entries but the objective's model has {n} parameters")
-    with torch.no_grad():
-        base = f(w[None])[0]
-    if not torch.isfinite(base):
-        raise ValueError(f"the loss at w is {base.item()}: not a usable starting point")
-    return base
+from .landscape import Objective, loss_at
 
 
 def box(w: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -74,7 +61,7 @@ def sharpness(f: Objective, w: torch.Tensor, alpha: float = 5e-4, steps: int = 1
     """
     if steps < 1 or restarts < 1:
         raise ValueError(f"need steps ≥ 1 and restarts ≥ 1, got {steps} and {restarts}")
-    base = _check_point(f, w)
+    base = loss_at(f, w)
     half = box(w, alpha)
     start = torch.rand(restarts, w.numel(), generator=generator, dtype=w.dtype).to(w.device) * 2 - 1
     start[0] = 0
@@ -119,7 +106,7 @@ def expected_sharpness(f: Objective, w: torch.Tensor, sigma, samples: int = 1000
     ``sigma`` is one number or a tensor ``[n]`` (e.g. :func:`neyshabur_sigma`). The perturbed losses are
     evaluated ``batch`` at a time through the batched objective.
     """
-    base = _check_point(f, w)
+    base = loss_at(f, w)
     sigma = torch.as_tensor(sigma, dtype=w.dtype, device=w.device)
     if sigma.ndim not in (0, 1) or (sigma.ndim == 1 and sigma.shape != w.shape) or bool((sigma < 0).any()):
         raise ValueError("sigma must be a non-negative number or a tensor shaped like w")

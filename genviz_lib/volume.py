@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .landscape import Objective
+from .landscape import Objective, loss_at
 
 
 @dataclasses.dataclass
@@ -100,8 +100,7 @@ def basin_radius(f: Objective, theta: torch.Tensor, directions: torch.Tensor, cu
         raise ValueError(f"directions must be [m, {theta.numel()}], got {tuple(directions.shape)}")
     if rtol <= 0 or growth <= 1:
         raise ValueError("need rtol > 0 and growth > 1")
-    with torch.no_grad():
-        base = float(f(theta[None])[0])
+    base = float(loss_at(f, theta))
     if not cutoffs.min() > base:
         raise ValueError(f"the cutoff {cutoffs.min().item():g} is at or below the loss at the point itself "
                          f"({base:.6g}): the point is not inside a basin of that cutoff; choose a larger cutoff")
