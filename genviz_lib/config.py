@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
 import random
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .fingerprint import code_fingerprint
 
 PROFILES = ("quick", "book", "full")
 _MISSING = object()
@@ -214,76 +217,123 @@ def _canonical(obj: Any) -> Any:
     )
 
 
-class ResultsCache:
-    """Results on disk, keyed by a hash of (name, configuration, library version).
+_MAGIC = b"genviz-cache-1\n"  # then the payload's SHA-256 in hex and a newline, then the payload (torch.save)
+_TMP = re.compile(r"\.tmp(\d+)$")
 
-    Each entry is written to a temporary file and renamed into place, so an interrupted run never
-    leaves a half-written entry under its real name; an entry that cannot be read (corrupted,
-    truncated, from an incompatible pickle) is reported, deleted and recomputed. :meth:`map` stores
-    each item as soon as it is finished, so a crash keeps everything done before it.
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+class ResultsCache:
+    """Results on disk, keyed by a hash of (name, configuration, the code that computed them, library version).
+
+    The code is :func:`~genviz_lib.fingerprint.code_fingerprint` of the recipe: editing a recipe, or a
+    ``genviz_lib`` module it depends on, makes its old entries unreachable, so a result is never older
+    than its code. Each entry is written to a temporary file and renamed into place (a kill mid-write never
+    leaves a half-written entry under its real name, and the temporary files of dead processes are swept
+    away when a cache is opened and by :meth:`clear`); it carries a SHA-256 checksum, verified on every
+    read. An entry that cannot be read or does not match its checksum is reported in one warning line,
+    deleted and recomputed. :meth:`map` stores each item as soon as it is finished, so a crash keeps
+    everything done before it.
     """
 
     def __init__(self, root: str | Path | None = None, version: str = __version__, enabled: bool = True):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.version = version
         self.enabled = enabled
+        if enabled:
+            self.sweep()
 
-    def key(self, name: str, config: Any) -> str:
+    def key(self, name: str, config: Any, code: str = "") -> str:
         payload = json.dumps(
-            {"name": name, "config": _canonical(config), "version": self.version},
+            {"name": name, "config": _canonical(config), "code": code, "version": self.version},
             sort_keys=True, separators=(",", ":"),
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
-    def path(self, name: str, config: Any) -> Path:
+    def path(self, name: str, config: Any, code: str = "") -> Path:
         if not name or not all(c.isalnum() or c in "-_." for c in name):
             raise ValueError(f"cache name {name!r} must be non-empty letters, digits, '-', '_' or '.'")
-        return self.root / name / f"{self.key(name, config)}.pt"
+        return self.root / name / f"{self.key(name, config, code)}.pt"
 
-    def get(self, name: str, config: Any, default: Any = None) -> Any:
+    def get(self, name: str, config: Any, default: Any = None, code: str = "") -> Any:
         """The stored value, or ``default`` when there is none or it cannot be read."""
         if not self.enabled:
             return default
-        path = self.path(name, config)
+        path = self.path(name, config, code)
         if not path.exists():
             return default
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
+            raw = path.read_bytes()
+            if not raw.startswith(_MAGIC):
+                raise ValueError("not a genviz cache entry (written by an older version?)")
+            digest, payload = raw[len(_MAGIC): len(_MAGIC) + 64], raw[len(_MAGIC) + 65:]
+            if hashlib.sha256(payload).hexdigest().encode() != digest:
+                raise ValueError("it does not match its checksum: damaged on disk")
+            return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
         except Exception as err:  # any unreadable entry is recomputed, never fatal
-            warnings.warn(f"cache entry {path} could not be read ({type(err).__name__}: {err}); recomputing it")
+            warnings.warn(f"cache entry {path} could not be read ({err}); recomputing it", stacklevel=2)
             path.unlink(missing_ok=True)
             return default
 
-    def put(self, name: str, config: Any, value: Any) -> Path:
-        path = self.path(name, config)
+    def put(self, name: str, config: Any, value: Any, code: str = "") -> Path:
+        path = self.path(name, config, code)
         if not self.enabled:
             return path
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        payload = buffer.getvalue()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         try:
-            torch.save(value, tmp)
+            with open(tmp, "wb") as f:
+                f.write(_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n")
+                f.write(payload)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         return path
 
-    def contains(self, name: str, config: Any) -> bool:
-        return self.get(name, config, _MISSING) is not _MISSING
+    def contains(self, name: str, config: Any, code: str = "") -> bool:
+        return self.get(name, config, _MISSING, code) is not _MISSING
 
-    def cached(self, name: str, config: Any, compute: Callable[[], Any]) -> Any:
-        """Return the cached value for ``config``, computing and storing it when absent."""
-        value = self.get(name, config, _MISSING)
+    def cached(self, name: str, config: Any, compute: Callable[[], Any], code: str | None = None) -> Any:
+        """The cached value for ``config`` and the code of ``compute``, computing and storing it when absent.
+
+        ``code`` defaults to :func:`~genviz_lib.fingerprint.code_fingerprint` of ``compute``.
+        """
+        code = code_fingerprint(compute) if code is None else code
+        value = self.get(name, config, _MISSING, code)
         if value is _MISSING:
             value = compute()
-            self.put(name, config, value)
+            self.put(name, config, value, code)
         return value
 
     def map(self, name: str, configs: Iterable[Any], compute: Callable[[Any], Any]) -> list:
         """``[compute(c) for c in configs]`` with every item cached as soon as it is done."""
-        return [self.cached(name, config, lambda config=config: compute(config)) for config in configs]
+        code = code_fingerprint(compute)
+        return [self.cached(name, config, lambda config=config: compute(config), code) for config in configs]
+
+    def sweep(self) -> int:
+        """Remove the temporary files that killed processes left behind; return how many."""
+        removed = 0
+        for f in self.root.rglob("*.tmp*") if self.root.exists() else []:
+            m = _TMP.search(f.name)
+            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+                f.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def clear(self, name: str | None = None) -> int:
-        """Delete the entries of one name (or all); return how many files were removed."""
+        """Delete the entries of one name (or all), and stale temporary files; return how many entries."""
+        self.sweep()
         root = self.root / name if name else self.root
         files = list(root.rglob("*.pt")) if root.exists() else []
         for f in files:

@@ -1,5 +1,6 @@
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,45 +73,74 @@ def test_cache_computes_once(tmp_path):
 
 def test_corrupted_entry_is_recomputed(tmp_path):
     cache = config.ResultsCache(tmp_path)
-    cache.put("exp", {"n": 1}, 41)
-    cache.path("exp", {"n": 1}).write_bytes(b"not a pickle")  # a corrupted or truncated entry
+    compute = lambda: 42
+    code = config.code_fingerprint(compute)
+    cache.put("exp", {"n": 1}, 41, code)
+    path = cache.path("exp", {"n": 1}, code)
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0x01  # one flipped bit inside the stored value
+    path.write_bytes(bytes(raw))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert cache.cached("exp", {"n": 1}, lambda: 42) == 42
-    assert any("could not be read" in str(w.message) for w in caught)
-    assert cache.get("exp", {"n": 1}) == 42
+        assert cache.cached("exp", {"n": 1}, compute) == 42
+    assert [str(w.message) for w in caught] == [
+        f"cache entry {path} could not be read (it does not match its checksum: damaged on disk); recomputing it"]
+    assert cache.get("exp", {"n": 1}, code=code) == 42
+    path.write_bytes(b"not a pickle")  # an entry of an older format, or garbage
+    with pytest.warns(UserWarning, match="not a genviz cache entry"):
+        assert cache.get("exp", {"n": 1}, code=code) is None
 
 
 def test_interrupted_map_keeps_finished_items(tmp_path):
     cache = config.ResultsCache(tmp_path)
-    done = []
+    done, stop_at = [], [3]
 
     def work(c):
-        if c == 3:
+        if c in stop_at:
             raise KeyboardInterrupt  # the run is stopped half-way
         done.append(c)
         return c * c
 
     with pytest.raises(KeyboardInterrupt):
         cache.map("sq", [1, 2, 3, 4], work)
-    assert [cache.get("sq", c) for c in (1, 2, 3)] == [1, 4, None]
+    code = config.code_fingerprint(work)
+    assert [cache.get("sq", c, code=code) for c in (1, 2, 3)] == [1, 4, None]
     assert not list(tmp_path.rglob("*.tmp*"))  # no half-written files left behind
     done.clear()
-    assert cache.map("sq", [1, 2, 3, 4], lambda c: c * c) == [1, 4, 9, 16]
+    stop_at.clear()
+    assert cache.map("sq", [1, 2, 3, 4], work) == [1, 4, 9, 16]  # 1 and 2 from the cache, 3 and 4 computed
+    assert done == [3, 4]
 
 
 def test_failed_write_leaves_no_entry(tmp_path, monkeypatch):
     cache = config.ResultsCache(tmp_path)
 
-    def broken_save(obj, f):
-        open(f, "wb").write(b"partial")
+    def broken_replace(src, dst):  # the entry was written to its temporary file, then the disk fails
+        assert Path(src).stat().st_size > 0
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", broken_save)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         cache.put("exp", {"n": 2}, 5)
     assert not cache.path("exp", {"n": 2}).exists()
     assert not list(tmp_path.rglob("*.tmp*"))
+
+
+def test_temporary_files_of_killed_writers_are_swept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    stale = folder / f"abc.tmp{int(dead.stdout)}"  # what a SIGKILL during a write leaves
+    live = folder / f"def.tmp{os.getppid()}"  # a writer that is still running
+    stale.write_bytes(b"x" * 100)
+    live.write_bytes(b"y")
+    cache = config.ResultsCache(tmp_path)  # opening the cache sweeps
+    assert not stale.exists() and live.exists()
+    stale.write_bytes(b"x")
+    assert cache.clear() == 0 and not stale.exists() and live.exists()
 
 
 def test_cache_can_be_disabled(tmp_path, monkeypatch):
