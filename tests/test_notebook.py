@@ -47,4 +47,4 @@ def test_the_book_build_extension_marks_the_build(monkeypatch):
     app = types.SimpleNamespace(connect=lambda event, handler: connected.append(event))
     assert not notebook.in_book_build()
     module.setup(app)
-    assert notebook.in_book_build() and connected == ["build-finished"]
+    assert notebook.in_book_build() and connected == ["env-get-outdated", "source-read", "build-finished"]

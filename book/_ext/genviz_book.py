@@ -5,21 +5,61 @@
    starts it: ``GENVIZ_BOOK_BUILD=1``, set here before any chapter executes, makes
    ``genviz_lib.notebook.glue`` hand its values to myst-nb (the ``{glue:text}`` roles of the page)
    instead of printing them, as it does in Colab, Binder and papermill runs.
-2. It replaces the notebook behind each chapter page's download button (by default the executed MyST
+2. It re-executes every chapter when ``genviz_lib``'s code changed since the chapter last executed. The
+   execution cache (jupyter-cache) hashes a notebook's code cells and their metadata, not the library they
+   import, and Sphinx re-reads a page only when its source changed; so the library's fingerprint
+   (:func:`genviz_lib.fingerprint.library_fingerprint`) is written into the metadata of each chapter's
+   first code cell as it is read, and a changed fingerprint marks every chapter outdated. An unchanged
+   library and unchanged chapters execute nothing.
+3. It replaces the notebook behind each chapter page's download button (by default the executed MyST
    source, whose roles and directives Jupyter shows raw) with the chapter's launch notebook carrying
    that same run's outputs, the glued values written into its text (``tools/launch_notebooks.py``).
 """
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
+
+FIRST_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n", re.M)
 
 
 def setup(app):
     os.environ["GENVIZ_BOOK_BUILD"] = "1"
+    app.connect("env-get-outdated", outdated_by_the_library)
+    app.connect("source-read", stamp_the_library)
     app.connect("build-finished", write_reader_notebooks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def _fingerprint() -> str:
+    from genviz_lib.fingerprint import library_fingerprint
+
+    return library_fingerprint()[:24]
+
+
+def _chapters(env) -> list[str]:
+    return sorted(d for d in env.found_docs if d.startswith("chapters/"))
+
+
+def outdated_by_the_library(app, env, added, changed, removed):
+    """Every chapter, when the library's fingerprint differs from the one its last reading saw."""
+    current = _fingerprint()
+    previous = getattr(env, "genviz_lib_fingerprint", None)
+    env.genviz_lib_fingerprint = current
+    return _chapters(env) if previous not in (None, current) else []
+
+
+def stamp_the_library(app, docname, source):
+    """Write the library's fingerprint into the first code cell's options (its metadata, which the
+    execution cache hashes): the chapter's cached execution then belongs to this library only."""
+    if not docname.startswith("chapters/"):
+        return
+    text = source[0]
+    m = FIRST_CELL.search(text)
+    if m:
+        source[0] = text[:m.end()] + f":genviz_lib: {_fingerprint()}\n" + text[m.end():]
 
 
 def write_reader_notebooks(app, exception):
