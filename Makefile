@@ -34,6 +34,7 @@ unit: setup
 	$(BIN)/pytest tests
 
 test: setup
+	$(BIN)/ruff check .
 	rm -rf $(QUICK_NB) && mkdir -p $(QUICK_NB)
 	@for md in $(CHAPTERS); do \
 	  name=$$(basename $$md .md); \

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from genviz_lib import curvature, data, landscape, models
+from genviz_lib import curvature, landscape, models
 
 
 def quadratic(A):

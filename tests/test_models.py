@@ -7,8 +7,8 @@ from genviz_lib import models
 def test_swiss_roll_net_matches_the_paper():
     net = models.swiss_roll_net()
     assert models.count_parameters(net) == 3614
-    assert [l.out_features for l in net.linears] == [23, 16, 26, 32, 28, 31, 1]
-    assert all(torch.count_nonzero(l.bias) == 0 for l in net.linears)  # zero biases, Glorot weights
+    assert [layer.out_features for layer in net.linears] == [23, 16, 26, 32, 28, 31, 1]
+    assert all(torch.count_nonzero(layer.bias) == 0 for layer in net.linears)  # zero biases, Glorot weights
     w = net.linears[1].weight.detach()
     bound = (6 / (23 + 16)) ** 0.5
     assert float(w.abs().max()) <= bound

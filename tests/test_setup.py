@@ -8,8 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _requirements():
-    return [l.strip() for l in (ROOT / "requirements.txt").read_text().splitlines()
-            if l.strip() and not l.startswith("#")]
+    return [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
 
 
 def test_binder_environment_matches_requirements():
@@ -25,6 +25,13 @@ def test_torch_is_pinned_and_installed_first():
     assert makefile.index("pip install -q torch==2.13.0") < makefile.index("pip install -q -r requirements.txt")
     assert not any(r.startswith("torch") for r in _requirements())
     assert "jupyter-book==1.0.4.post1" in _requirements()
+
+
+def test_make_test_lints_first():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile[makefile.index("\ntest: setup"):]
+    assert recipe.index("ruff check .") < recipe.index("pytest")
+    assert "[tool.ruff.lint]" in (ROOT / "pyproject.toml").read_text()
 
 
 def test_ci_runs_make_test():

@@ -4,9 +4,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-import torch
 
-from genviz_lib import data, viz
+from genviz_lib import viz
 
 
 def test_embed_2d_keeps_clusters_apart():
@@ -54,7 +53,7 @@ def test_percent_axis_formats_the_chosen_axis():
 def test_slice_curves_and_surface_draw_what_they_are_given():
     fig, ax = plt.subplots()
     viz.slice_curves([-1, 0, 1], {"a": [3.0, 1.0, 2.0]}, ax=ax, cutoff=0.5)
-    assert [list(l.get_ydata()) for l in ax.lines] == [[3.0, 1.0, 2.0], [0.5, 0.5]]
+    assert [list(line.get_ydata()) for line in ax.lines] == [[3.0, 1.0, 2.0], [0.5, 0.5]]
     assert ax.get_yscale() == "log"
     plt.close(fig)
     fig = plt.figure()
@@ -71,5 +70,5 @@ def test_slice_contours_floor_the_loss_and_draw_the_cutoff():
     cs = viz.slice_contours(a, a, Z, ax=ax, levels=np.linspace(-3, 1.5, 10), floor=1e-3, cutoff=1.0)
     assert cs.levels.min() == -3
     assert len(ax.collections) >= 2  # the filled contours and the cutoff line
-    assert [list(l.get_xdata()) for l in ax.lines] == [[0]]  # the minimizer's cross
+    assert [list(line.get_xdata()) for line in ax.lines] == [[0]]  # the minimizer's cross
     plt.close(fig)

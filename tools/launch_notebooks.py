@@ -277,7 +277,7 @@ def _split_at_headings(text: str) -> list[str]:
             fence = m.group("fence")
         elif fence is not None and line.strip().startswith(fence[0] * len(fence)) and not line.strip().strip(fence[0]):
             fence = None
-        elif fence is None and HEADING.match(line) and any(l.strip() for l in current):
+        elif fence is None and HEADING.match(line) and any(part.strip() for part in current):
             parts.append("\n".join(current).strip("\n"))
             current = []
         current.append(line)
