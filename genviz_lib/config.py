@@ -21,6 +21,7 @@ import math
 import os
 import random
 import re
+import socket
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -218,7 +219,16 @@ def _canonical(obj: Any) -> Any:
 
 
 _MAGIC = b"genviz-cache-1\n"  # then the payload's SHA-256 in hex and a newline, then the payload (torch.save)
-_TMP = re.compile(r"\.tmp(\d+)$")
+_TMP = re.compile(r"\.tmp-(?P<host>[^.]+)-(?P<pid>\d+)$")  # <entry>.tmp-<host>-<pid>: a cache may be shared by
+# machines (a cluster's file system), and a process id only says something on its own host
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_") or "host"
+
+
+def _tmp_suffix() -> str:
+    return f".tmp-{_host()}-{os.getpid()}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -291,7 +301,7 @@ class ResultsCache:
         torch.save(value, buffer)
         payload = buffer.getvalue()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp = path.with_suffix(_tmp_suffix())
         try:
             with open(tmp, "wb") as f:
                 f.write(_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n")
@@ -322,11 +332,12 @@ class ResultsCache:
         return [self.cached(name, config, lambda config=config: compute(config), code) for config in configs]
 
     def sweep(self) -> int:
-        """Remove the temporary files that killed processes left behind; return how many."""
-        removed = 0
-        for f in self.root.rglob("*.tmp*") if self.root.exists() else []:
+        """Remove the temporary files that killed processes of this host left behind; return how many."""
+        removed, host = 0, _host()
+        for f in self.root.rglob("*.tmp-*") if self.root.exists() else []:
             m = _TMP.search(f.name)
-            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            pid = int(m["pid"]) if m else None
+            if m and m["host"] == host and pid != os.getpid() and not _pid_alive(pid):
                 f.unlink(missing_ok=True)
                 removed += 1
         return removed

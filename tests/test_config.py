@@ -133,14 +133,16 @@ def test_temporary_files_of_killed_writers_are_swept(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     folder = tmp_path / "exp"
     folder.mkdir()
-    stale = folder / f"abc.tmp{int(dead.stdout)}"  # what a SIGKILL during a write leaves
-    live = folder / f"def.tmp{os.getppid()}"  # a writer that is still running
-    stale.write_bytes(b"x" * 100)
-    live.write_bytes(b"y")
+    here = config._host()
+    stale = folder / f"abc.tmp-{here}-{int(dead.stdout)}"  # what a SIGKILL during a write leaves
+    live = folder / f"def.tmp-{here}-{os.getppid()}"  # a writer that is still running
+    elsewhere = folder / f"ghi.tmp-othernode-{int(dead.stdout)}"  # another machine's writer: not ours to judge
+    for f in (stale, live, elsewhere):
+        f.write_bytes(b"x")
     cache = config.ResultsCache(tmp_path)  # opening the cache sweeps
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and live.exists() and elsewhere.exists()
     stale.write_bytes(b"x")
-    assert cache.clear() == 0 and not stale.exists() and live.exists()
+    assert cache.clear() == 0 and not stale.exists() and live.exists() and elsewhere.exists()
 
 
 def test_cache_can_be_disabled(tmp_path, monkeypatch):
