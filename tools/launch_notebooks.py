@@ -205,9 +205,8 @@ class _Chapter:
             plain = PLAIN_FENCE.match(line)
             if plain:  # a code block: copied as it is
                 flush()
-                fence = plain.group("fence")
-                j = next((k for k in range(i + 1, len(lines))
-                          if re.match(rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$", lines[k])), len(lines) - 1)
+                j = _closing(lines, i, plain.group("fence"))
+                j = len(lines) - 1 if j is None else j  # an unclosed code block runs to the end, as in Jupyter
                 out.extend(lines[i:j + 1])
                 i = j + 1
                 continue
@@ -217,12 +216,8 @@ class _Chapter:
                 i += 1
                 continue
             flush()
-            fence = m.group("fence")
-            close = re.compile(rf"^\s*{re.escape(fence[0])}{{{len(fence)},}}\s*$")
-            j = i + 1
-            while j < len(lines) and not close.match(lines[j]):
-                j += 1
-            if j == len(lines):
+            j = _closing(lines, i, m.group("fence"))
+            if j is None:
                 raise self.error(f"directive {{{m.group('name')}}} opened and never closed")
             options, body = _options(lines[i + 1:j])
             out.append(self.directive(m.group("name"), m.group("arg").strip(), options, self.markdown(body)))
@@ -268,6 +263,17 @@ def _options(lines: list[str]) -> tuple[dict, str]:
     return options, "\n".join(lines[k:]).strip("\n")
 
 
+def _closes(line: str, fence: str) -> bool:
+    """Whether ``line`` closes a block opened by ``fence`` (the same character, at least as many, alone)."""
+    stripped = line.strip()
+    return len(stripped) >= len(fence) and set(stripped) == {fence[0]}
+
+
+def _closing(lines: list[str], start: int, fence: str) -> int | None:
+    """The index of the line that closes the block opened at ``lines[start]``, or None."""
+    return next((k for k in range(start + 1, len(lines)) if _closes(lines[k], fence)), None)
+
+
 def _split_at_headings(text: str) -> list[str]:
     """One markdown cell per section: Jupyter's outline and section folding work cell by cell."""
     parts, current, fence = [], [], None
@@ -275,7 +281,7 @@ def _split_at_headings(text: str) -> list[str]:
         m = PLAIN_FENCE.match(line)
         if m and fence is None:
             fence = m.group("fence")
-        elif fence is not None and line.strip().startswith(fence[0] * len(fence)) and not line.strip().strip(fence[0]):
+        elif fence is not None and _closes(line, fence):
             fence = None
         elif fence is None and HEADING.match(line) and any(part.strip() for part in current):
             parts.append("\n".join(current).strip("\n"))
