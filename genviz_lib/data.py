@@ -659,6 +659,23 @@ def load_svhn(n_train=None, n_test=None, n_poison: int = 0, seed: int = 0, root=
 
 
 
+#: The image data sets an experiment's settings may name, and their loaders.
+IMAGE_DATASETS = {"fashion": load_fashion_mnist, "svhn": load_svhn, "cifar10": load_cifar10}
+
+
+def load(dataset: str, n_train=None, n_test=None, n_poison: int = 0, seed: int = 0, root=None,
+         download: bool | None = None) -> Splits:
+    """The image data set named by an experiment's settings: ``"fashion"``, ``"svhn"`` or ``"cifar10"``.
+
+    ``root`` is where its files are (``None``: where :func:`find_fashion_mnist` and the others look).
+    An unknown name is an error before any file is read.
+    """
+    if dataset not in IMAGE_DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(IMAGE_DATASETS)}, got {dataset!r}")
+    return IMAGE_DATASETS[dataset](n_train=n_train, n_test=n_test, n_poison=n_poison, seed=seed,
+                                   **({"root": root} if root is not None else {}), download=download)
+
+
 _REQUIRABLE = {
     "fashion-mnist": lambda download: [find_fashion_mnist(download=download)],
     "cifar10": lambda download: [find_cifar10(download=download)],

@@ -43,36 +43,63 @@ def source_fingerprint(source: str) -> str:
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
 
 
-def _imports(tree: ast.AST) -> set[str]:
-    """The ``genviz_lib`` modules a module imports (``from . import x``, ``from .x import y``, absolute too)."""
+def _imports(tree: ast.AST, package: str) -> set[str]:
+    """The ``genviz_lib`` modules that a module of ``package`` (dotted, relative to ``genviz_lib``; ``""`` for
+    the top level) may import: ``from . import x``, ``from ..x import y``, ``import genviz_lib.x`` and the
+    like. Names that are not modules (``from .x import function``) are dropped by the caller. A package's
+    ``__init__`` counts only when it is imported by name: it lists modules, it does not compute."""
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            absolute = (node.module or "").startswith("genviz_lib")
-            if node.level == 1 or (absolute and node.level == 0):
-                module = (node.module or "").removeprefix("genviz_lib").lstrip(".")
-                found |= {module.split(".")[0]} if module else {a.name for a in node.names}
+            if node.level:
+                parts = package.split(".") if package else []
+                if node.level - 1 > len(parts):
+                    continue
+                base = parts[:len(parts) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif (node.module or "").split(".")[0] == "genviz_lib":
+                target = node.module.removeprefix("genviz_lib").lstrip(".")
+            else:
+                continue
+            found |= {target} | {f"{target}.{a.name}".lstrip(".") for a in node.names}
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("genviz_lib.")}
+            for a in node.names:
+                if a.name.startswith("genviz_lib."):
+                    found.add(a.name.removeprefix("genviz_lib."))
     return found
+
+
+def _module_name(path: Path, root: Path) -> tuple[str, str]:
+    """``(name, package)`` of a file of the package: ``experiments/wu2017.py`` → ``("experiments.wu2017",
+    "experiments")``, ``experiments/__init__.py`` → ``("experiments", "experiments")``, ``data.py`` →
+    ``("data", "")``."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+        return ".".join(parts), ".".join(parts)
+    return ".".join(parts), ".".join(parts[:-1])
 
 
 @functools.lru_cache(maxsize=None)
 def _modules(root: Path) -> dict[str, tuple[str, frozenset[str]]]:
-    """Every module of the package at ``root``: ``name → (fingerprint, genviz_lib modules it imports)``."""
+    """Every module of the package at ``root`` (subpackages too, by dotted name;
+    ``genviz_lib/__init__.py`` is left out: it only lists the layers): ``name → (fingerprint, modules it may import)``."""
     out = {}
-    for path in sorted(root.glob("*.py")):
+    for path in sorted(root.rglob("*.py")):
+        name, package = _module_name(path, root)
+        if not name or "__pycache__" in path.parts:
+            continue
         source = path.read_text()
-        tree = ast.parse(source)
-        out[path.stem] = (source_fingerprint(source), frozenset(_imports(tree)))
+        out[name] = (source_fingerprint(source), frozenset(_imports(ast.parse(source), package)))
     return out
 
 
 def library_fingerprint(modules: Iterable[str] | None = None, root: Path = PACKAGE) -> str:
-    """The fingerprint of ``genviz_lib`` modules (short names, e.g. ``["volume"]``; all when ``None``) and of
-    every ``genviz_lib`` module they import, directly or through others."""
+    """The fingerprint of ``genviz_lib`` modules (names relative to the package, e.g. ``["volume"]`` or
+    ``["experiments.wu2017"]``; all when ``None``) and of every ``genviz_lib`` module they import, directly
+    or through others."""
     table = _modules(Path(root))
-    todo = list(table) if modules is None else [m.split(".")[-1] for m in modules]
+    todo = list(table) if modules is None else [m.removeprefix("genviz_lib.") for m in modules]
     unknown = [m for m in todo if m not in table]
     if unknown:
         raise ValueError(f"no genviz_lib module {unknown} in {root}")

@@ -7,13 +7,16 @@ measures a ResNet or a quadratic whose answer is known.
 
 Directions follow Li et al. (2018): :func:`filter_normalized_direction` rescales a Gaussian direction
 filter by filter (row by row for a dense layer) to the norms of the weights, and gives biases and
-BatchNorm parameters a zero direction. Slices (:func:`slice_1d`, :func:`slice_2d`) evaluate
-``θ + a·d₁ + b·d₂`` on grids that contain the origin exactly.
+BatchNorm parameters a zero direction; :func:`filter_normalized_plane` draws two of them spanning a plane,
+and :func:`moved` is a copy of a net moved along a direction. Slices (:func:`slice_1d`, :func:`slice_2d`) evaluate
+``θ + a·d₁ + b·d₂`` on grids that contain the origin exactly; :func:`filter_normalized_slices` draws a
+plane and takes a 1-D slice and 2-D slices of several sizes on it.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import copy
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -225,6 +228,26 @@ def orthogonalize(d2: torch.Tensor, d1: torch.Tensor) -> torch.Tensor:
     return d * (d2.norm() / d.norm())
 
 
+def filter_normalized_plane(model: nn.Module, generator: torch.Generator | None = None,
+                            one_dim: str = "zero") -> tuple[torch.Tensor, torch.Tensor]:
+    """Two filter-normalized directions spanning a plane through ``model``'s weights (Li et al. 2018).
+
+    ``d1`` is :func:`filter_normalized_direction`; ``d2`` is a second one drawn after it from the same
+    ``generator`` and made orthogonal to ``d1`` (:func:`orthogonalize`, which keeps its norm).
+    """
+    d1 = filter_normalized_direction(model, generator, one_dim)
+    d2 = orthogonalize(filter_normalized_direction(model, generator, one_dim), d1)
+    return d1, d2
+
+
+def moved(model: nn.Module, direction: torch.Tensor, t: float = 1.0) -> nn.Module:
+    """A copy of ``model`` with weights ``θ + t·direction`` (``model`` itself is left as it is)."""
+    theta = flatten(model).detach()
+    if direction.shape != theta.shape:
+        raise ValueError(f"the direction has shape {tuple(direction.shape)}, the model's weights {tuple(theta.shape)}")
+    return unflatten(copy.deepcopy(model), theta + t * direction.to(theta))
+
+
 def grid(lo: float, hi: float, num: int) -> torch.Tensor:
     """``num`` evenly spaced points from ``lo`` to ``hi`` with 0 among them exactly.
 
@@ -281,6 +304,31 @@ def slice_2d(f: Objective, theta: torch.Tensor, d1: torch.Tensor, d2: torch.Tens
     if isinstance(values, dict):
         return {k: v.reshape(shape) for k, v in values.items()}
     return values.reshape(shape)
+
+
+def filter_normalized_slices(f: Objective, model: nn.Module, generator: torch.Generator | None, span: float,
+                             points_1d: int, points_2d: int | None = None,
+                             spans_2d: Sequence[float] | None = None) -> dict:
+    """Li et al.'s slices of ``f`` around ``model``'s weights θ, on the plane of :func:`filter_normalized_plane`
+    (``d1``, then ``d2``, drawn from ``generator``): what a figure of a basin's 1-D and 2-D slices needs.
+
+    Returns a dict with ``d1`` and ``d2``; ``a1``, the ``points_1d`` steps of :func:`grid` from ``−span`` to
+    ``span`` (0 among them, in θ's dtype); ``line``, ``f(θ + a·d1)`` on them (:func:`slice_1d`); and, when
+    ``points_2d`` is given, ``planes``: for each half-width ``s`` of ``spans_2d`` (default: ``span`` alone), by
+    ``s``, the pair ``(a2, values)`` of the ``points_2d`` steps from ``−s`` to ``s`` and ``f(θ + a·d1 + b·d2)``
+    on the square grid ``a2 × a2`` (:func:`slice_2d`: ``[b, a]``). With a :func:`metrics` objective, ``line``
+    and the values are dicts of such tensors.
+    """
+    d1, d2 = filter_normalized_plane(model, generator)
+    theta = flatten(model)
+    a1 = grid(-span, span, points_1d).to(theta.dtype)
+    out = dict(d1=d1, d2=d2, a1=a1, line=slice_1d(f, theta, d1, a1))
+    if points_2d is not None:
+        out["planes"] = {}
+        for s in (span,) if spans_2d is None else spans_2d:
+            a2 = grid(-s, s, points_2d).to(theta.dtype)
+            out["planes"][s] = (a2, slice_2d(f, theta, d1, d2, a2, a2))
+    return out
 
 
 def width_at(alphas: torch.Tensor, values: torch.Tensor, cutoff: float) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import config, data
 from .config import env_flag
 
 BOOK_BUILD = "GENVIZ_BOOK_BUILD"
@@ -52,3 +53,25 @@ def glue(name: str, value: Any, display: bool = True) -> None:
 
         print(f"{placeholder(name)}:")
         show(value)
+
+
+def setup(profile: str | None, needs: tuple[str, ...] = (), full_needs: tuple[str, ...] = (),
+          threads: int | None = 2) -> tuple[config.Profile, config.ResultsCache]:
+    """A chapter's set-up in one call: ``profile, cache = setup(PROFILE, needs=["fashion-mnist"])``.
+
+    Checks the profile name (a wrong one stops here, naming the valid ones), makes sure the data sets the
+    chapter ``needs`` — and, in the ``full`` profile, ``full_needs`` too — are on this machine (downloading
+    them in Colab and on Binder; see :func:`~genviz_lib.data.require`), so that a reader without them gets
+    one clear error before any training, and sets PyTorch's threads: ``threads`` in ``quick`` and ``book``
+    (2, what the book is timed with), every core in ``full``. Prints the profile and returns it with the
+    results cache.
+    """
+    p = config.get_profile(profile)
+    cache = config.get_cache()
+    data.require(*needs, *(full_needs if p.name == "full" else ()))
+    if threads is not None and p.name != "full":
+        import torch
+
+        torch.set_num_threads(threads)
+    print(f"profile {p}" + ("" if cache.enabled else " (results cache off: GENVIZ_NO_CACHE)"))
+    return p, cache

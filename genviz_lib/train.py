@@ -324,29 +324,6 @@ def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, opti
     return results
 
 
-_TRAIN_DOC_ARGS = """
-        optimizer: a ``torch.optim`` name (``"adam"``, ``"sgd"``, ``"lbfgs"``…), class or factory; ``lr`` and
-            ``optimizer_kwargs`` go to it.
-        steps / epochs: the budget, exactly one of them (an epoch is ``len(train) // batch_size`` steps).
-        batch_size: ``None`` for full batch.
-        poison, poison_factor, poison_batch_size: Huang et al.'s poisoned loss (eq. 2); the poison set keeps
-            its true labels and a fresh batch of it is drawn each step. ``poison_schedule(step)`` multiplies
-            the poison factor (the result clipped to [0, 1]); Huang et al.'s code raises it in steps while
-            the learning rate falls.
-        attack, attack_weight: Wu et al.'s attack set (eq. 12; labels already wrong, see :func:`attack_set`)
-            and its weight λ.
-        confusion: Neyshabur et al.'s confusion set (random labels, see :func:`confusion_set`), fitted with
-            the training set.
-        clip_grad_norm: clip the gradient norm (Huang et al. use 8 on the swiss roll).
-        scheduler: a factory ``optimizer → lr_scheduler``, stepped after every optimizer step.
-        eval_every: steps between evaluations (default every 10 steps full batch, else every epoch).
-        checkpoint_every: keep the weights every that many steps (and the last).
-        stop_at_loss / stop_at_accuracy: stop when the clean training loss/accuracy reaches the target
-            (checked at evaluations).
-        seed: seeds the batch and poison draws (initialize the model yourself, e.g. under ``torch.manual_seed``).
-"""
-
-
 def train(model: nn.Module, train: Data, test: Data | None = None, *, optimizer="adam", lr: float | None = 1e-3,
           optimizer_kwargs: dict | None = None, steps: int | None = None, epochs: int | None = None,
           batch_size: int | None = None, poison: Data | None = None, poison_factor: float = 0.0,
@@ -356,6 +333,33 @@ def train(model: nn.Module, train: Data, test: Data | None = None, *, optimizer=
           eval_every: int | None = None, checkpoint_every: int | None = None,
           stop_at_loss: float | None = None, stop_at_accuracy: float | None = None, seed: int = 0,
           device=None, progress: bool = True, desc: str = "training") -> TrainResult:
+    """Train one classifier; returns a :class:`TrainResult`.
+
+    Args:
+        model: any module mapping inputs to logits (one logit means two classes).
+        train, test: :class:`~genviz_lib.data.Data`.
+        optimizer: a ``torch.optim`` name (``"adam"``, ``"sgd"``, ``"lbfgs"``…), class or factory; ``lr`` and
+            ``optimizer_kwargs`` go to it.
+        steps / epochs: the budget, exactly one of them (an epoch is ``len(train) // batch_size`` steps).
+        batch_size: ``None`` for full batch.
+        poison, poison_factor, poison_batch_size: Huang et al.'s poisoned loss (eq. 2); the poison set keeps
+            its true labels and a fresh batch of it is drawn each step. ``poison_schedule(step)`` multiplies
+            the poison factor (the result clipped to [0, 1]); Huang et al.'s code raises it in steps while
+            the learning rate falls.
+        attack, attack_weight: Wu et al.'s attack set (eq. 12; labels already wrong, see :func:`attack_set`)
+            and its weight λ; ``attack_batch_size`` attack points per step (``None``: as many as ``batch_size``).
+        confusion: Neyshabur et al.'s confusion set (random labels, see :func:`confusion_set`), fitted with
+            the training set.
+        clip_grad_norm: clip the gradient norm (Huang et al. use 8 on the swiss roll).
+        scheduler: a factory ``optimizer → lr_scheduler``, stepped after every optimizer step.
+        eval_every: steps between evaluations (default every 10 steps full batch, else every epoch).
+        checkpoint_every: keep the weights every that many steps (and the last).
+        stop_at_loss / stop_at_accuracy: stop when the clean training loss/accuracy reaches the target
+            (checked at evaluations).
+        seed: seeds the batch and poison draws (initialize the model yourself, e.g. under ``torch.manual_seed``).
+        device: where to train (default :func:`~genviz_lib.config.get_device`).
+        progress, desc: show a progress line with this label.
+    """
     if isinstance(model, MLPEnsemble):
         raise TypeError("train() takes one model; use train_ensemble() for an MLPEnsemble")
     return _fit(model, 1, train, test, **_options(locals()))[0]
@@ -371,22 +375,7 @@ def train_ensemble(models: Sequence[MLP] | MLPEnsemble, train: Data, test: Data 
                    eval_every: int | None = None, checkpoint_every: int | None = None,
                    stop_at_loss: float | None = None, stop_at_accuracy: float | None = None, seed: int = 0,
                    device=None, progress: bool = True, desc: str = "training ensemble") -> list[TrainResult]:
-    ensemble = models if isinstance(models, MLPEnsemble) else MLPEnsemble(models)
-    return _fit(ensemble, ensemble.size, train, test, **_options(locals()))
-
-
-def _options(scope: dict) -> dict:
-    return {k: v for k, v in scope.items() if k not in ("model", "models", "ensemble", "train", "test")}
-
-
-train.__doc__ = f"""Train one classifier; returns a :class:`TrainResult`.
-
-    Args:
-        model: any module mapping inputs to logits (one logit means two classes).
-        train, test: :class:`~genviz_lib.data.Data`.
-{_TRAIN_DOC_ARGS}"""
-
-train_ensemble.__doc__ = f"""Train ``K`` MLPs of one architecture jointly as one batched model.
+    """Train ``K`` MLPs of one architecture jointly as one batched model.
 
     Every member follows the same batches and poison draws as :func:`train` with the same ``seed``
     would give it, its own poison factor (``poison_factor`` may hold ``K`` values), its own gradient
@@ -397,7 +386,14 @@ train_ensemble.__doc__ = f"""Train ``K`` MLPs of one architecture jointly as one
     Args:
         models: ``K`` MLPs with the same layer sizes (e.g. made under different seeds), or an :class:`MLPEnsemble`.
         train, test: :class:`~genviz_lib.data.Data`.
-{_TRAIN_DOC_ARGS}"""
+        The other arguments are those of :func:`train`; ``poison_factor`` may be one value or ``K``.
+    """
+    ensemble = models if isinstance(models, MLPEnsemble) else MLPEnsemble(models)
+    return _fit(ensemble, ensemble.size, train, test, **_options(locals()))
+
+
+def _options(scope: dict) -> dict:
+    return {k: v for k, v in scope.items() if k not in ("model", "models", "ensemble", "train", "test")}
 
 
 def fit_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 2000, lr: float = 1e-3,

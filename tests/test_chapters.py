@@ -36,12 +36,18 @@ def test_chapters_import_nothing_that_only_the_book_build_has(md):
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
 def test_chapters_check_their_data_before_training(md):
     code = [c.source for c in jupytext.read(md).cells if c.cell_type == "code"]
-    uses = [i for i, src in enumerate(code) if re.search(r"fashion|image_minimizers|image_settings|normalized_", src)]
+    uses = [i for i, src in enumerate(code) if re.search(r"fashion|image_minimizers|Images|normalized_|Normalized", src)]
     if not uses:
         return
-    require = [i for i, src in enumerate(code) if "data.require(" in src]
-    trains = [i for i, src in enumerate(code) if re.search(r"train\.train|cache\.(cached|map)|experiments\.", src)]
-    assert require and require[0] <= min(uses + trains), "call data.require(...) in the set-up cell, before training"
+    require = [i for i, src in enumerate(code) if DATA_CHECK.search(src)]
+    trains = [i for i, src in enumerate(code)
+              if re.search(r"train\.train|cache\.(cached|map)|huang2020\.|wu2017\.|neyshabur2017\.|poggio2020\.", src)
+              and not DATA_CHECK.search(src)]
+    assert require and require[0] <= min(uses + trains), \
+        'set up with setup(PROFILE, needs=["fashion-mnist"]) (or data.require) before any training'
+
+
+DATA_CHECK = re.compile(r"data\.require\(|setup\(PROFILE,\s*needs=")
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
@@ -85,12 +91,37 @@ def test_api_appendix_documents_every_module_and_public_function():
     import genviz_lib
 
     page = (ROOT / "book" / "api.md").read_text()
-    for info in pkgutil.iter_modules(genviz_lib.__path__):
-        assert f".. automodule:: genviz_lib.{info.name}" in page, f"book/api.md misses genviz_lib.{info.name}"
-        module = importlib.import_module(f"genviz_lib.{info.name}")
+    for info in pkgutil.walk_packages(genviz_lib.__path__, "genviz_lib."):
+        assert f".. automodule:: {info.name}" in page, f"book/api.md misses {info.name}"
+        module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
                 continue
             if inspect.isfunction(obj) or inspect.isclass(obj):
-                assert obj.__doc__ and obj.__doc__.strip(), f"genviz_lib.{info.name}.{name} has no docstring"
+                assert obj.__doc__ and obj.__doc__.strip(), f"{info.name}.{name} has no docstring"
     assert "file: book/api" in (ROOT / "_toc.yml").read_text()
+
+
+def _code_cells(md):
+    """``(tags, lines)`` of every code cell of a chapter."""
+    return [(c.metadata.get("tags", []), c.source.strip("\n").splitlines())
+            for c in jupytext.read(md).cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_code_fits_the_page(md):
+    # The HTML shows a code cell at full length and scrolls sideways beyond about 100 columns: a shown cell
+    # is at most 15 lines (12 where possible), and no line of any cell is wider than 100 columns.
+    hidden = {"hide-input", "remove-cell", "remove-input", "parameters"}
+    cells = _code_cells(md)
+    long_cells = [len(lines) for tags, lines in cells if not hidden & set(tags) and len(lines) > 15]
+    assert not long_cells, f"shown code cells of {long_cells} lines: at most 15"
+    wide = [line for _, lines in cells for line in lines if len(line) > 100]
+    assert not wide, f"{len(wide)} code lines over 100 columns, the first: {wide[0]!r}"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_glue_is_called_in_removed_cells_only(md):
+    shown = [lines for tags, lines in _code_cells(md) if "remove-cell" not in tags]
+    assert not [line for lines in shown for line in lines if re.match(r"\s*glue\(", line)], \
+        "glue(...) belongs in a remove-cell cell: the reader sees the value in the prose"

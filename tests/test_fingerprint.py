@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from genviz_lib import config, experiments, fingerprint
+from genviz_lib import config, fingerprint
+from genviz_lib.experiments import huang2020
 
 
 @pytest.fixture
@@ -39,7 +40,27 @@ def test_unknown_modules_are_refused():
 
 
 def test_a_library_recipe_is_keyed_on_its_module_and_what_it_imports():
-    assert fingerprint.code_fingerprint(experiments.poison_sweep) == fingerprint.library_fingerprint(["experiments"])[:24]
+    expected = fingerprint.library_fingerprint(["experiments.huang2020"])[:24]
+    assert fingerprint.code_fingerprint(huang2020.poison_sweep) == expected
+    table = fingerprint._modules(fingerprint.PACKAGE)
+    imports = {m for m in table["experiments.huang2020"][1] if m in table}
+    assert {"data", "train", "volume", "experiments.settings"} <= imports
+    assert "experiments" not in imports  # the package's __init__ only lists the modules
+
+
+def test_a_recipe_module_of_the_experiments_package_is_keyed_on_what_it_imports(library):
+    names = ["experiments.huang2020", "experiments.poggio2020", "experiments.wu2017", "volume"]
+    before = {m: _fingerprint(library, [m]) for m in names}
+    recipe = library / "experiments" / "poggio2020.py"
+    recipe.write_text(recipe.read_text() + "\n\ndef harmless():\n    return 1\n")
+    after = {m: _fingerprint(library, [m]) for m in names}
+    assert after["experiments.poggio2020"] != before["experiments.poggio2020"]
+    assert after["experiments.huang2020"] == before["experiments.huang2020"]  # it does not import poggio2020
+    volume = library / "volume.py"
+    volume.write_text(volume.read_text() + "\n\ndef harmless():\n    return 1\n")
+    again = {m: _fingerprint(library, [m]) for m in names}
+    assert again["experiments.huang2020"] != after["experiments.huang2020"]  # basin_summary measures volumes
+    assert again["experiments.poggio2020"] == after["experiments.poggio2020"]  # chapter 5 measures none
 
 
 def test_editing_a_recipe_changes_its_cache_key(tmp_path):

@@ -243,3 +243,34 @@ def test_width_at_finds_the_interval_below_the_cutoff():
         landscape.width_at(a, values + 1, 0.5)
     with pytest.raises(ValueError, match="contain 0"):
         landscape.width_at(torch.linspace(-1, 1, 4), values[:4], 0.25)
+
+
+def test_filter_normalized_plane_is_two_orthogonal_filter_normalized_directions():
+    torch.manual_seed(0)
+    net = models.MLP(3, [5], 2)
+    d1, d2 = landscape.filter_normalized_plane(net, torch.Generator().manual_seed(4))
+    gen = torch.Generator().manual_seed(4)  # the same draws, by hand
+    e1 = landscape.filter_normalized_direction(net, gen)
+    e2 = landscape.filter_normalized_direction(net, gen)
+    assert torch.equal(d1, e1)
+    assert float(d1 @ d2) == pytest.approx(0.0, abs=1e-5)
+    assert float(d2.norm()) == pytest.approx(float(e2.norm()), rel=1e-6)  # orthogonalized, norm kept
+    w = net[0].weight.detach()
+    rows = d1[: w.numel()].reshape(w.shape)
+    assert torch.allclose(rows.norm(dim=1), w.norm(dim=1), rtol=1e-5)  # d1 is filter-normalized
+
+
+def test_moved_copies_the_net_and_shifts_its_weights():
+    torch.manual_seed(0)
+    net = models.MLP(2, [4], 2)
+    theta = landscape.flatten(net)
+    d = torch.arange(theta.numel(), dtype=theta.dtype) / 10
+    out = landscape.moved(net, d, 0.5)
+    assert out is not net and torch.equal(landscape.flatten(net), theta)  # the original is left alone
+    assert torch.allclose(landscape.flatten(out), theta + 0.5 * d)
+    X = torch.randn(7, 2)
+    f = landscape.objective(net, X, torch.zeros(7, dtype=torch.long))
+    assert float(f((theta + 0.5 * d)[None])[0]) == pytest.approx(
+        float(landscape.objective(out, X, torch.zeros(7, dtype=torch.long))(landscape.flatten(out)[None])[0]))
+    with pytest.raises(ValueError, match="the direction has shape"):
+        landscape.moved(net, d[:-1], 1.0)

@@ -48,3 +48,29 @@ def test_the_book_build_extension_marks_the_build(monkeypatch):
     assert not notebook.in_book_build()
     module.setup(app)
     assert notebook.in_book_build() and connected == ["env-get-outdated", "source-read", "build-finished"]
+
+
+def test_setup_checks_the_profile_and_the_data_before_anything_else(monkeypatch, tmp_path, capsys):
+    import torch
+
+    from genviz_lib import data
+
+    monkeypatch.setenv("GENVIZ_CACHE_DIR", str(tmp_path / "cache"))
+    asked = []
+    monkeypatch.setattr(data, "require", lambda *names, download=None: asked.append(names) or [])
+    threads = torch.get_num_threads()
+    try:
+        profile, cache = notebook.setup("quick", needs=["fashion-mnist"], full_needs=["svhn"])
+        assert profile.name == "quick" and cache.root == tmp_path / "cache" and cache.enabled
+        assert asked == [("fashion-mnist",)] and torch.get_num_threads() == 2
+        profile, _ = notebook.setup("full", needs=["fashion-mnist"], full_needs=["svhn"])
+        assert asked[-1] == ("fashion-mnist", "svhn")  # the full profile's data sets too
+        assert capsys.readouterr().out == "profile quick\nprofile full\n"
+        monkeypatch.setenv("GENVIZ_NO_CACHE", "yes")
+        assert not notebook.setup("book")[1].enabled
+        assert "results cache off" in capsys.readouterr().out
+        with pytest.raises(ValueError, match="unknown profile 'fast'"):
+            notebook.setup("fast", needs=["fashion-mnist"])
+        assert len(asked) == 3  # a wrong profile stops before the data check
+    finally:
+        torch.set_num_threads(threads)

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# the cell that makes sure the chapter's data is there (genviz_lib.notebook.setup with needs=, or data.require)
+DATA_CHECK = re.compile(r"data\.require\(|setup\(PROFILE,\s*needs=")
 WIDGETS = {"7": "ipywidgets==7.7.1", "8": "ipywidgets==8.1.9"}
 BOOK_ONLY = ("myst-nb", "myst_nb", "jupyter-book", "jupyter_book", "sphinx")
 FASHION = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -147,7 +149,7 @@ def run_chapter(venv: Path, notebook: Path, work: Path, url: str, timeout: int) 
 
 
 def run_offline(venv: Path, notebook: Path, work: Path, url: str, timeout: int) -> str:
-    """Run a chapter with no data and a dead download site: it must stop at ``data.require``, before training."""
+    """Run a chapter with no data and a dead download site: it must stop at its data check, before training."""
     home = work / f"{notebook.stem}-offline"
     shutil.rmtree(home, ignore_errors=True)
     out, result = _papermill(venv, notebook, home, timeout, GENVIZ_DOWNLOAD="1",
@@ -157,10 +159,10 @@ def run_offline(venv: Path, notebook: Path, work: Path, url: str, timeout: int) 
     code = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
     failed = [i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     ran = [i for i, c in enumerate(code) if c.get("execution_count")]
-    first = next(i for i, c in enumerate(code) if "data.require(" in "".join(c["source"]))
+    first = next(i for i, c in enumerate(code) if DATA_CHECK.search("".join(c["source"])))
     error = next(o for o in code[failed[0]]["outputs"] if o.get("output_type") == "error") if failed else {}
     if failed != [first] or max(ran) > first or error.get("ename") != "DataUnavailable":
-        raise SystemExit(f"{notebook.stem} offline: expected DataUnavailable in code cell {first} (data.require) "
+        raise SystemExit(f"{notebook.stem} offline: expected DataUnavailable in code cell {first} (the data check) "
                          f"and nothing run after it; got errors in cells {failed}, cells run {ran}, {error.get('ename')}")
     if (home / "fashion-mnist").exists():
         raise SystemExit(f"{notebook.stem} offline: the failed download left {home / 'fashion-mnist'} behind")
@@ -181,7 +183,7 @@ def check_output(out: Path, data_dir: Path) -> None:
     missing = sorted(n for n in wanted if f"⟨{n}⟩ = " not in printed and f"⟨{n}⟩:" not in printed)
     if missing:
         raise SystemExit(f"{out.name}: the text points at values no cell printed: {missing}")
-    if "data.require(" in "".join("".join(c["source"]) for c in nb["cells"]):
+    if DATA_CHECK.search("".join("".join(c["source"]) for c in nb["cells"])):
         got = sorted(p.name for p in data_dir.iterdir())
         if got != sorted(FASHION):
             raise SystemExit(f"{out.name}: expected Fashion-MNIST downloaded into {data_dir}, found {got}")
@@ -219,7 +221,7 @@ def main(argv=None) -> int:
         finally:
             server.shutdown()
             server.server_close()
-        needs_data = [nb for nb in notebooks if "data.require(" in nb.read_text()]
+        needs_data = [nb for nb in notebooks if DATA_CHECK.search(nb.read_text())]
         if needs_data:  # the server is gone: its address is now a dead download site
             message = run_offline(work / "venv", needs_data[0], work, url, args.timeout)
             print(f"  {needs_data[0].name} offline with no data stops at its set-up cell, before any training:\n    "
