@@ -1,5 +1,8 @@
+import numpy as np
 import pytest
 import torch
+
+from genviz_lib import data
 
 
 @pytest.fixture(autouse=True)
@@ -12,7 +15,6 @@ def _threads():
 @pytest.fixture
 def svhn_root(tmp_path):
     """A stand-in SVHN in the real on-disk format (``{split}_32x32.mat``), with an "extra" split to poison from."""
-    import numpy as np
     from scipy.io import savemat
 
     rng = np.random.default_rng(0)
@@ -27,7 +29,6 @@ def cifar_root(tmp_path):
     """A stand-in CIFAR-10 in torchvision's on-disk layout (pickled batches): 100 train, 20 test images."""
     import pickle
 
-    import numpy as np
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "cifar-10-batches-py"
@@ -112,3 +113,16 @@ def closed_port():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+def fashion_root(tmp_path):
+    """A stand-in Fashion-MNIST in the real on-disk format: 60 training and 30 test images of random pixels."""
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("test", 30)):
+        images_file, labels_file = data.FASHION_MNIST_FILES[split]
+        data.write_idx(folder / images_file, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        data.write_idx(folder / labels_file, np.arange(n, dtype=np.uint8) % 10)
+    return folder

@@ -3,25 +3,11 @@ and tables, and Poggio et al.'s size and width sweeps — on tiny settings and a
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from genviz_lib import config, data, models, train
+from genviz_lib import config, models, train
 from genviz_lib.experiments import huang2020, poggio2020, wu2017
-
-
-@pytest.fixture
-def fashion_root(tmp_path):
-    """A stand-in Fashion-MNIST in the real on-disk format: 60 training and 30 test images of random pixels."""
-    folder = tmp_path / "fashion"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 60), ("test", 30)):
-        images_file, labels_file = data.FASHION_MNIST_FILES[split]
-        data.write_idx(folder / images_file, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        data.write_idx(folder / labels_file, np.arange(n, dtype=np.uint8) % 10)
-    return folder
 
 
 def _no_training(monkeypatch):

@@ -3,11 +3,10 @@ of chapter 3, on settings small enough to train in seconds."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from genviz_lib import config, data, landscape, models
+from genviz_lib import config, landscape, models
 from genviz_lib.experiments import huang2020, neyshabur2017
 
 
@@ -111,17 +110,6 @@ def test_three_ways_settings_refuse_impossible_values_before_training(change, me
 # --------------------------------------------------------------------------------------------
 # The bi-criteria nets of chapter 3
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fashion_root(tmp_path):
-    """A stand-in Fashion-MNIST in the real IDX format: 60 training and 30 test images of noise."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 60), ("test", 30)):
-        images_file, labels_file = data.FASHION_MNIST_FILES[split]
-        data.write_idx(tmp_path / images_file, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        data.write_idx(tmp_path / labels_file, np.arange(n, dtype=np.uint8) % 10)
-    return tmp_path
 
 
 def test_bicriteria_runs_fit_true_and_random_labels_and_trade_kl_for_sharpness(tmp_path, fashion_root):
