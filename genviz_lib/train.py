@@ -381,12 +381,12 @@ def train_ensemble(models: Sequence[MLP] | MLPEnsemble, train: Data, test: Data 
     would give it, its own poison factor (``poison_factor`` may hold ``K`` values), its own gradient
     clipping and its own stopping step, so member ``k`` ends where training it alone ends (up to
     floating-point rounding). Optimizers must act elementwise (Adam, SGD, RMSprop…; not LBFGS).
-    Returns one :class:`TrainResult` per member, with the member as a stand-alone :class:`MLP`.
+    Returns one :class:`TrainResult` per member, with the member as a stand-alone :class:`MLP`. The keyword
+    arguments are those of :func:`train`; ``poison_factor`` may be one value or ``K``.
 
     Args:
         models: ``K`` MLPs with the same layer sizes (e.g. made under different seeds), or an :class:`MLPEnsemble`.
         train, test: :class:`~genviz_lib.data.Data`.
-        The other arguments are those of :func:`train`; ``poison_factor`` may be one value or ``K``.
     """
     ensemble = models if isinstance(models, MLPEnsemble) else MLPEnsemble(models)
     return _fit(ensemble, ensemble.size, train, test, **_options(locals()))
