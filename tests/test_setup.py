@@ -48,3 +48,15 @@ def test_the_readme_states_what_a_reader_needs():
     assert "make test-colab" in readme and "\ntest-colab:" in (ROOT / "Makefile").read_text()
     assert "make sync URL=" in readme and "GENVIZ_DOWNLOAD=1" in readme
     assert "TIME_" not in readme, "fill in the measured times"
+
+
+def test_a_pip_install_ships_every_subpackage():
+    # Colab installs genviz non-editably: a subpackage the build leaves out is a ModuleNotFoundError there.
+    import tomllib
+
+    from setuptools import find_packages
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    shipped = set(find_packages(str(ROOT), include=find["include"]))
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "genviz_lib").rglob("__init__.py")}
+    assert "genviz_lib.experiments" in on_disk and shipped == on_disk
