@@ -1,14 +1,25 @@
 """A progress line that stays one line everywhere.
 
-In a Jupyter kernel (Colab, Binder, the book's build) it is one display output updated in place,
-so the saved notebook and the static page keep only its last state; in a terminal it is a
-``tqdm`` bar; elsewhere (pytest, logs) it is silent.
+In a Jupyter kernel (Colab, Binder, Jupyter) it is one display output updated in place; in a
+terminal it is a ``tqdm`` bar; elsewhere (pytest, logs) it is silent. In the book's build
+(``GENVIZ_BOOK_BUILD=1``, where nobody watches the bar) nothing is drawn while the work runs, and a
+long piece of work (:data:`BOOK_MIN_SECONDS` or more) leaves one printed summary line in the page:
+what ran, how many steps, how long, and how it ended.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+
+from .config import env_flag
+
+#: In the book build, work shorter than this leaves no line in the page.
+BOOK_MIN_SECONDS = 20.0
+
+
+def _in_book_build() -> bool:
+    return env_flag("GENVIZ_BOOK_BUILD")  # set by the book's Sphinx extension (genviz_lib.notebook.BOOK_BUILD)
 
 
 def _in_kernel() -> bool:
@@ -28,9 +39,12 @@ class Progress:
         self.min_interval, self.start, self.last_draw = min_interval, time.perf_counter(), 0.0
         self.info: dict = {}
         self._handle = self._tqdm = None
+        self._summary = False
         if not enabled:
             return
-        if _in_kernel():
+        if _in_book_build():
+            self._summary = True
+        elif _in_kernel():
             from IPython.display import Pretty, display
 
             self._handle = display(Pretty(self._text()), display_id=True)
@@ -39,12 +53,20 @@ class Progress:
 
             self._tqdm = tqdm(total=self.total, desc=desc, leave=True)
 
+    def _info(self) -> str:
+        return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.info.items())
+
     def _text(self) -> str:
         elapsed = time.perf_counter() - self.start
         width = 24
         filled = int(width * self.n / max(self.total, 1))
-        info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.info.items())
-        return f"{self.desc} [{'#' * filled}{'.' * (width - filled)}] {self.n}/{self.total} · {elapsed:.1f} s  {info}".rstrip()
+        bar = "#" * filled + "." * (width - filled)
+        return f"{self.desc} [{bar}] {self.n}/{self.total} · {elapsed:.1f} s  {self._info()}".rstrip()
+
+    def summary(self) -> str:
+        """The one line a finished piece of work leaves in the book: ``desc: n steps in t s (info)``."""
+        info = self._info()
+        return f"{self.desc}: {self.n:,} steps in {time.perf_counter() - self.start:.0f} s" + (f" ({info})" if info else "")
 
     def update(self, n: int = 1, **info) -> None:
         self.n += n
@@ -70,6 +92,9 @@ class Progress:
             self._tqdm.close()
         elif self._handle is not None:
             self._draw()
+        elif self._summary and time.perf_counter() - self.start >= BOOK_MIN_SECONDS:
+            self._summary = False  # once, even if closed again
+            print(self.summary())
 
     def __enter__(self) -> "Progress":
         return self

@@ -198,6 +198,22 @@ def _clip_per_member(params, max_norm: float, members: int, stacked: bool) -> No
         g.mul_(scale.view(members, *([1] * (g.ndim - 1))))
 
 
+def _progress_info(train_acc: torch.Tensor, test_acc: torch.Tensor | None, active: torch.Tensor) -> dict:
+    """What the progress line says: one net's accuracies; for an ensemble, their range and how many stopped
+    (a mean over nets trained differently says nothing about any of them)."""
+    if train_acc.numel() == 1:
+        out = {"train acc": f"{float(train_acc[0]):.1%}"}
+        if test_acc is not None:
+            out["test acc"] = f"{float(test_acc[0]):.1%}"
+        return out
+    span = lambda acc: f"{float(acc.min()):.1%}–{float(acc.max()):.1%}"
+    out = {"nets": int(train_acc.numel()), "train acc": span(train_acc)}
+    if test_acc is not None:
+        out["test acc"] = span(test_acc)
+    out["stopped"] = int((~active).sum())
+    return out
+
+
 def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, optimizer, lr, optimizer_kwargs,
          steps, epochs, batch_size, poison, poison_factor, poison_schedule, poison_batch_size, attack,
          attack_weight, attack_batch_size, confusion, clip_grad_norm, scheduler, eval_every, checkpoint_every,
@@ -288,7 +304,7 @@ def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, opti
                     active[k], taken[k], reason[k] = False, step, f"train accuracy ≥ {stop_at_accuracy:g}"
                 elif stop_at_loss is not None and tr_loss[k] <= stop_at_loss:
                     active[k], taken[k], reason[k] = False, step, f"train loss ≤ {stop_at_loss:g}"
-            bar.info = {"train acc": float(tr_acc.mean()), "test acc": float(te_acc.mean())}
+            bar.info = _progress_info(tr_acc, te_acc if test is not None else None, active)
         if checkpoint_every and (step % checkpoint_every == 0 or last or not active.any()):
             snapshot(step, [k for k in range(members) if active[k] or taken[k] == step])
         if last or not active.any():
