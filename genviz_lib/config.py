@@ -122,6 +122,15 @@ def env_flag(name: str, default: bool = False) -> bool:
     raise ValueError(f"{name}={os.environ[name]!r} is not a yes/no value: use 1/true/yes/on or 0/false/no/off")
 
 
+#: Set to 1 by the book's Sphinx extension (``book/_ext/genviz_book.py``) before any chapter executes.
+BOOK_BUILD = "GENVIZ_BOOK_BUILD"
+
+
+def in_book_build() -> bool:
+    """True while Jupyter Book executes a chapter for the published book (kernels inherit the variable)."""
+    return env_flag(BOOK_BUILD)
+
+
 def in_colab() -> bool:
     """True inside Google Colab."""
     import sys

@@ -16,15 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from . import config, data
-from .config import env_flag
-
-BOOK_BUILD = "GENVIZ_BOOK_BUILD"
-
-
-def in_book_build() -> bool:
-    """True while Jupyter Book executes the chapter for the published book."""
-    return env_flag(BOOK_BUILD)
+from .config import BOOK_BUILD, in_book_build  # noqa: F401 (part of this module's interface)
 
 
 def placeholder(name: str) -> str:
@@ -70,8 +65,6 @@ def setup(profile: str | None, needs: tuple[str, ...] = (), full_needs: tuple[st
     cache = config.get_cache()
     data.require(*needs, *(full_needs if p.name == "full" else ()))
     if threads is not None and p.name != "full":
-        import torch
-
         torch.set_num_threads(threads)
     print(f"profile {p}" + ("" if cache.enabled else " (results cache off: GENVIZ_NO_CACHE)"))
     return p, cache

@@ -12,14 +12,10 @@ from __future__ import annotations
 import sys
 import time
 
-from .config import env_flag
+from .config import in_book_build
 
 #: In the book build, work shorter than this leaves no line in the page.
 BOOK_MIN_SECONDS = 20.0
-
-
-def _in_book_build() -> bool:
-    return env_flag("GENVIZ_BOOK_BUILD")  # set by the book's Sphinx extension (genviz_lib.notebook.BOOK_BUILD)
 
 
 def _in_kernel() -> bool:
@@ -42,7 +38,7 @@ class Progress:
         self._summary = False
         if not enabled:
             return
-        if _in_book_build():
+        if in_book_build():
             self._summary = True
         elif _in_kernel():
             from IPython.display import Pretty, display

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from genviz_lib import progress, train
+from genviz_lib import config, progress, train
 
 
 def test_silent_outside_a_kernel_and_a_terminal(capsys):
@@ -37,4 +37,4 @@ def test_an_ensemble_reports_ranges_and_stops_not_a_mean():
 @pytest.mark.parametrize("value", ["1", "yes", "ON"])
 def test_book_build_flag_spellings(monkeypatch, value):
     monkeypatch.setenv("GENVIZ_BOOK_BUILD", value)
-    assert progress._in_book_build()
+    assert config.in_book_build()
