@@ -106,7 +106,7 @@ def swiss_roll_minimizers(settings: SwissRoll, cache: ResultsCache | None = None
     return Minimizers(roll, list(settings.betas), cache.cached("swiss-roll-minimizers", settings, sweep))
 
 
-def swiss_roll_data(settings: SwissRoll | PoisonSweep) -> data.Splits:
+def swiss_roll_data(settings: SwissRoll | PoisonSweep | FirstExperiment) -> data.Splits:
     """The swiss roll of Huang et al. (200 train, 200 test) with the poison pool the settings ask for."""
     return data.swiss_roll(n_train=200, n_test=200, n_poison=settings.n_poison, seed=settings.seed)
 
@@ -389,7 +389,7 @@ def first_experiment(settings: FirstExperiment, cache: ResultsCache | None = Non
     pool of ``settings``) and one :class:`~genviz_lib.train.TrainResult` per poison factor; ``.good`` is the
     β = 0 net and ``.bad()`` the poisoned one that fits and generalizes worst."""
     cache = cache or get_cache()
-    roll = data.swiss_roll(n_train=200, n_test=200, n_poison=settings.n_poison, seed=settings.seed)
+    roll = swiss_roll_data(settings)
 
     def run():
         torch.manual_seed(settings.seed)

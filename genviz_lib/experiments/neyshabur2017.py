@@ -12,6 +12,7 @@ same settings, it reads its results back, net by net.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 
@@ -68,10 +69,13 @@ def bicriteria_runs(settings: Bicriteria, cache: ResultsCache | None = None, roo
     cache = cache or get_cache()
     s = settings
 
+    @functools.cache  # the true- and the random-label net of a size share its images: read them once
+    def subset(size):
+        return data.load_fashion_mnist(n_train=size, n_test=s.n_test, downsample=s.downsample, seed=s.seed, root=root)
+
     def run(job):
         size, labels = job["size"], job["labels"]
-        fm = data.load_fashion_mnist(n_train=size, n_test=s.n_test, downsample=s.downsample, seed=s.seed,
-                                     root=root)
+        fm = subset(size)
         y = fm.train.y if labels == "true" else torch.randint(
             0, 10, fm.train.y.shape, generator=torch.Generator().manual_seed(s.label_seed))
         fit = data.Data(fm.train.X, y)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 
 import torch
@@ -336,9 +337,13 @@ def size_and_width_sweeps(settings: SizeAndWidth, cache: ResultsCache | None = N
     "ch1-poggio-width"); ``root`` points the loader at Fashion-MNIST's files."""
     cache = cache or get_cache()
 
+    @functools.cache  # the width sweep's nets share one training set: read it once, and only if one trains
+    def subset(n):
+        return data.load_fashion_mnist(n_train=n, n_test=settings.n_test, seed=settings.seed, downsample=2, root=root)
+
     def fit(job):
         n, width = job["n"], job["width"]
-        fmn = data.load_fashion_mnist(n_train=n, n_test=settings.n_test, seed=settings.seed, downsample=2, root=root)
+        fmn = subset(n)
         torch.manual_seed(settings.seed)
         net = models.MLP(fmn.train.X[0].numel(), [width] * 2, 10)
         r = train.train(net, fmn.train, fmn.test, lr=settings.lr, steps=settings.steps, stop_at_accuracy=1.0,
