@@ -399,7 +399,7 @@ def first_experiment(settings: FirstExperiment, cache: ResultsCache | None = Non
             nets, roll.train, roll.test, poison=roll.poison, poison_factor=list(settings.betas),
             poison_batch_size=settings.poison_batch, lr=settings.lr, steps=steps,
             scheduler=train.exponential_decay(steps), clip_grad_norm=settings.clip,
-            eval_every=max(1, steps // 20), progress=progress)
+            eval_every=max(1, steps // 20), progress=progress, desc="swiss roll, one net per β")
 
     return Minimizers(roll, list(settings.betas), cache.cached("first-experiment", settings, run))
 
