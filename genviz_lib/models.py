@@ -1,4 +1,5 @@
-"""Models of the book: MLPs (and batched ensembles of them), small CNNs, a VGG-style net, ResNet-20.
+"""Models of the book: MLPs (and batched ensembles of them), small CNNs (2-D, and 1-D for MNIST-1D), a VGG-style
+net, ResNet-20, and the least-norm linear models on products of inputs.
 
 Names follow the papers: :func:`swiss_roll_net` is Huang et al.'s 6-layer net (3,614 parameters),
 :func:`resnet20` the CIFAR ResNet that Huang et al. call "ResNet-18" (269,722 parameters).
@@ -7,6 +8,7 @@ Names follow the papers: :func:`swiss_roll_net` is Huang et al.'s 6-layer net (3
 from __future__ import annotations
 
 import copy
+import math
 from typing import Sequence
 
 import torch
@@ -184,6 +186,34 @@ def poggio_convnet(channels: int = 64, in_channels: int = 3, image_size: int = 3
     return SmallCNN((channels, channels), in_channels, num_classes, image_size, bias=False, kernel_size=5)
 
 
+class SignalCNN(nn.Module):
+    """A 1-D convolutional net for signals ``[N, length]`` (MNIST-1D): ReLU convolutions of stride 2 (padding
+    ``k // 2``), then one linear layer; the signal's length halves (rounding up) at each convolution.
+
+    Greydanus (2020) uses three such layers of 25 channels for MNIST-1D; the default here has 32.
+    """
+
+    def __init__(self, channels: Sequence[int] = (32, 32, 32), length: int = 40, num_classes: int = 10,
+                 kernel_size: int = 5):
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+        layers: list[nn.Module] = []
+        c, size = 1, int(length)
+        for width in channels:
+            layers += [nn.Conv1d(c, width, kernel_size, stride=2, padding=kernel_size // 2), nn.ReLU()]
+            c, size = width, (size + 1) // 2
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(c * size, num_classes)
+        self.length = int(length)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), 1, -1)
+        if x.shape[-1] != self.length:
+            raise ValueError(f"expected signals of length {self.length}, got {x.shape[-1]}")
+        return self.classifier(self.features(x).flatten(1))
+
+
 VGG_CONFIGS = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     "vgg13": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
@@ -333,6 +363,56 @@ def min_norm_quadratic_model(X: torch.Tensor, y: torch.Tensor, num_classes: int 
         # W = Fᵀ A, accumulated over chunks of images so F never exists whole
         W = sum(model[0](X[i: i + 512].double()).T @ A[i: i + 512] for i in range(0, len(X), 512))
         model[1].weight.copy_(W.T.float())
+    return model
+
+
+class MonomialFeatures(nn.Module):
+    """Every monomial of degree 1 to ``degree`` in the ``d`` inputs: ``[N, d] → [N, C(d + degree, degree) − 1]``.
+
+    The same features, in the same order, as scikit-learn's ``PolynomialFeatures(degree, include_bias=False)``;
+    for MNIST-1D's 40 samples and degree 3 that is 12,340 features. Products are formed from index tables, so
+    a linear model on them is an ``nn.Module`` like any other.
+    """
+
+    def __init__(self, d: int, degree: int = 3):
+        super().__init__()
+        if d < 1 or degree < 1:
+            raise ValueError(f"need at least one input and degree 1 or more, got d={d}, degree={degree}")
+        self.d, self.degree = int(d), int(degree)
+        for k in range(2, self.degree + 1):
+            idx = torch.combinations(torch.arange(self.d), k, with_replacement=True)
+            self.register_buffer(f"index{k}", idx, persistent=False)
+        self.out_features = sum(math.comb(self.d + k - 1, k) for k in range(1, self.degree + 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if x.shape[1] != self.d:
+            raise ValueError(f"expected {self.d} inputs, got {x.shape[1]}")
+        parts = [x]
+        for k in range(2, self.degree + 1):
+            idx = getattr(self, f"index{k}")
+            parts.append(x[:, idx].prod(-1))
+        return torch.cat(parts, 1)
+
+
+def min_norm_polynomial_model(X: torch.Tensor, y: torch.Tensor, degree: int = 3,
+                              num_classes: int = 10) -> nn.Sequential:
+    """The linear model on :class:`MonomialFeatures` of ``X`` (flattened) that fits one-hot targets with the
+    least norm, ``W = Fᵀ (F Fᵀ)⁻¹ Y``, computed in float64.
+
+    It needs more features than training examples (otherwise no weights fit every target, and this raises):
+    degree 3 on MNIST-1D's 40 samples gives 12,340 features for its 4,000 training signals.
+    """
+    d = X[0].numel()
+    features = MonomialFeatures(d, degree)
+    if features.out_features < len(X):
+        raise ValueError(f"{features.out_features} features of degree ≤ {degree} cannot fit {len(X)} examples "
+                         f"exactly: raise the degree or use fewer examples")
+    model = nn.Sequential(features, nn.Linear(features.out_features, num_classes, bias=False))
+    F_ = features(X.double())
+    Y = nn.functional.one_hot(y, num_classes).double()
+    with torch.no_grad():
+        model[1].weight.copy_((F_.T @ torch.linalg.solve(F_ @ F_.T, Y)).T.float())
     return model
 
 

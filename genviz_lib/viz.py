@@ -133,13 +133,17 @@ def minefield(trajectory_xy, bad_xy, starts, test_acc=None, ax=None):
                label="iterates of training", zorder=2)
     for k, (s, b) in enumerate(zip(starts, bad_xy)):
         ax.plot(*np.stack([trajectory_xy[s], b]).T, color="grey", lw=0.5, ls=":", zorder=1)
+    # the colour scale spans the bad minima's own accuracies (they all sit near chance), not 0-100%
+    lo, hi = (float(np.min(test_acc)), float(np.max(test_acc))) if test_acc is not None else (0.0, 1.0)
+    lo, hi = (lo - 0.005, hi + 0.005) if hi - lo < 0.01 else (lo, hi)
     scatter = ax.scatter(*bad_xy.T, s=28, c=CLASS_COLORS[1] if test_acc is None else test_acc,
-                         cmap="Blues_r", vmin=0.0, vmax=1.0, edgecolors="k", linewidths=0.4,
+                         cmap="Blues_r", vmin=lo, vmax=hi, edgecolors="k", linewidths=0.4,
                          label="bad minima", zorder=3)
     ax.scatter(*trajectory_xy[-1], marker="*", s=220, color="#f1c40f", edgecolors="k", label="final iterate",
                zorder=4)
     if test_acc is not None:
-        plt.colorbar(scatter, ax=ax, label="test accuracy of the bad minimum", shrink=0.8)
+        bar = plt.colorbar(scatter, ax=ax, label="test accuracy of the bad minimum", shrink=0.8)
+        bar.ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax.set(xticks=[], yticks=[], xlabel="t-SNE 1", ylabel="t-SNE 2")
     ax.legend(fontsize=8, loc="best")
     return ax

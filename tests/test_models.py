@@ -116,6 +116,34 @@ def test_min_norm_quadratic_model_interpolates_with_the_least_norm():
         models.min_norm_quadratic_model(torch.rand(3, 16), torch.zeros(3, dtype=torch.long))
 
 
+def test_monomial_features_match_scikit_learn_and_the_min_norm_model_matches_its_least_squares():
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import PolynomialFeatures
+
+    X = torch.randn(30, 6, dtype=torch.float64)
+    features = models.MonomialFeatures(6, degree=3)
+    reference = PolynomialFeatures(3, include_bias=False).fit(X.numpy())
+    assert features.out_features == reference.n_output_features_ == 6 + 21 + 56
+    torch.testing.assert_close(features(X), torch.as_tensor(reference.transform(X.numpy())))
+    y = torch.arange(30) % 4
+    model = models.min_norm_polynomial_model(X.float(), y, degree=3, num_classes=4)
+    assert bool((model(X.float()).argmax(1) == y).all())  # 83 features ≥ 30 examples: it fits every one
+    # scikit-learn's least squares on an under-determined system is the least-norm solution too
+    least = LinearRegression(fit_intercept=False).fit(features(X.float().double()).numpy(),
+                                                      torch.nn.functional.one_hot(y, 4).double().numpy())
+    torch.testing.assert_close(model[1].weight.double(), torch.as_tensor(least.coef_), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="cannot fit 100 examples exactly"):
+        models.min_norm_polynomial_model(torch.randn(100, 6), torch.arange(100) % 4, degree=2, num_classes=4)
+
+
+def test_signal_cnn_halves_the_length_at_each_layer():
+    net = models.SignalCNN((8, 8, 8), length=40, kernel_size=5)
+    assert net.classifier.in_features == 8 * 5  # 40 → 20 → 10 → 5
+    assert net(torch.randn(3, 40)).shape == (3, 10)
+    with pytest.raises(ValueError, match="length 40, got 39"):
+        net(torch.randn(3, 39))
+
+
 def test_initialize_schemes():
     net = models.MLP(400, [300], 10)
     models.initialize(net, "he_normal", seed=0)

@@ -1,4 +1,4 @@
-"""The recipes of chapters 0 and 1: the first experiment, the puzzle, the optimizer table, Wu et al.'s five points
+"""The recipes of chapter 1: the puzzle on MNIST-1D and Fashion-MNIST, the optimizer table, Wu et al.'s five points
 and tables, and Poggio et al.'s size and width sweeps — on tiny settings and a stand-in Fashion-MNIST."""
 
 import math
@@ -29,8 +29,8 @@ def _same(a, b):
 
 
 def test_settings_keep_the_chapters_values_and_refuse_impossible_ones():
-    first = huang2020.FirstExperiment.for_profile("book")
-    assert first.betas == (0.0, 0.05, 0.1, 0.2, 0.3, 0.5) and first.steps == 10000 and first.poison_batch == 400
+    first = huang2020.SwissRoll.for_profile("book")  # chapters 0, 2 and 3
+    assert first.betas == (0.0, 0.05, 0.1, 0.15, 0.2) and first.steps == 12000 and first.poison_batch == 1000
     assert huang2020.Puzzle.for_profile("full").dataset == "cifar10"
     assert huang2020.Puzzle.for_profile("book").widths == (512, 512)
     assert huang2020.Optimizers.for_profile("book").optimizers == tuple(huang2020.OPTIMIZERS)
@@ -55,25 +55,14 @@ def test_settings_keep_the_chapters_values_and_refuse_impossible_ones():
         wu2017.BatchAndInit.for_profile("quick").replace(inits=["orthogonal"])
     with pytest.raises(ValueError, match="at least 1"):
         wu2017.BatchAndInit.for_profile("quick").replace(batch_sizes=[None, 0])
+    with pytest.raises(ValueError, match="runs 0"):
+        wu2017.BatchAndInit.for_profile("quick").replace(runs=0)
     with pytest.raises(ValueError, match="at least 10 images"):
         poggio2020.SizeAndWidth.for_profile("quick").replace(sizes=[5, 200])
-    assert huang2020.FirstExperiment(betas=[0.0, 0.1], steps=20, n_poison=10).betas == (0.0, 0.1)  # a tuple
-
-
-def test_first_experiment_trains_one_net_per_beta_and_reads_them_back(tmp_path, monkeypatch):
-    cache = config.ResultsCache(tmp_path / "cache")
-    settings = huang2020.FirstExperiment(betas=(0.0, 0.5), steps=40, n_poison=100, poison_batch=50)
-    first = huang2020.first_experiment(settings, cache, progress=False)
-    assert first.betas == [0.0, 0.5] and len(first.runs) == 2 and first.good is first.runs[0]
-    assert len(first.roll.train) == 200 and len(first.roll.test) == 200 and len(first.roll.poison) == 100
-    assert first.good.history["step"][-1] == 40 and len(first.good.history["step"]) == 21  # every 2 steps
-    beta, bad = first.bad(min_train_acc=1.01)  # nothing fits that well: the last net
-    assert beta == 0.5 and bad is first.runs[1]
-    _no_training(monkeypatch)
-    again = huang2020.first_experiment(settings, cache, progress=False)
-    for a, b in zip(first.runs, again.runs):
-        assert _same(a.history, b.history)
-        assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    assert huang2020.SwissRoll(betas=[0.0, 0.1], steps=20, n_poison=10, poison_batch=5).betas == (0.0, 0.1)  # a tuple
+    assert huang2020.SignalPuzzle.for_profile("book").num_samples == 5000  # MNIST-1D's own 4,000 / 1,000 split
+    with pytest.raises(ValueError, match="too few to fit"):
+        huang2020.SignalPuzzle.for_profile("book").replace(degree=2)
 
 
 def test_puzzle_fits_true_labels_and_the_linear_model_fits_exactly(tmp_path, fashion_root, monkeypatch):
@@ -87,6 +76,19 @@ def test_puzzle_fits_true_labels_and_the_linear_model_fits_exactly(tmp_path, fas
     assert res["linear"]["params"] == 10 * (196 + 196 * 197 // 2) + 10
     _no_training(monkeypatch)
     assert _same(huang2020.puzzle(settings, cache, root=fashion_root, progress=False)[1], res)
+
+
+def test_signal_puzzle_fits_mnist1d_with_both_nets_and_the_linear_model(tmp_path, monkeypatch):
+    cache = config.ResultsCache(tmp_path / "cache")
+    settings = huang2020.SignalPuzzle(num_samples=100, steps=400, channels=(8,), widths=(32,), degree=2)
+    splits, res = huang2020.signal_puzzle(settings, cache, progress=False)
+    assert len(splits.train) == 80 and len(splits.test) == 20 and splits.train.X.shape[1] == 40
+    assert res["linear"]["train"][1] == 1.0 and res["linear"]["features"] == 40 + 40 * 41 // 2
+    assert res["linear"]["params"] == 10 * 860  # no bias: the monomials carry the model
+    assert res["cnn"]["params"] == 8 * 5 + 8 + 8 * 20 * 10 + 10  # one conv layer: 40 → 20 samples
+    assert res["mlp"]["history"]["train_acc"][-1] == 1.0 and res["mlp"]["steps"] < 400  # stopped once fitted
+    _no_training(monkeypatch)
+    assert _same(huang2020.signal_puzzle(settings, cache, progress=False)[1], res)
 
 
 def test_optimizer_comparison_has_one_row_per_optimizer_and_the_linear_model(tmp_path, fashion_root,
@@ -129,9 +131,11 @@ def test_batch_and_init_runs_give_one_row_per_batch_size_and_per_initialization(
                                                                                   monkeypatch):
     cache = config.ResultsCache(tmp_path / "cache")
     settings = wu2017.BatchAndInit(n_train=20, n_test=10, batch_sizes=(None, 10), inits=("he_normal", "uniform"),
-                                   steps=5, init_batch=10, widths=(16,))
+                                   steps=5, init_batch=10, widths=(16,), runs=2)
     table1, table2 = wu2017.batch_and_init_runs(settings, cache, root=fashion_root, progress=False)
-    assert len(table1) == 2 and len(table2) == 2
+    assert [(row["batch"], row["run"]) for row in table1] == [(None, 0), (None, 1), (10, 0), (10, 1)]
+    assert len(table2) == 2
+    assert table1[0]["train_loss"] != table1[1]["train_loss"]  # each run starts from its own weights
     assert all(row["steps"] <= 5 and {"train_acc", "test_acc", "train_loss", "test_loss"} <= row.keys()
                for row in table1 + table2)
     _no_training(monkeypatch)

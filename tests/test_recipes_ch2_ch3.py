@@ -114,7 +114,7 @@ def test_three_ways_settings_refuse_impossible_values_before_training(change, me
 
 def test_bicriteria_runs_fit_true_and_random_labels_and_trade_kl_for_sharpness(tmp_path, fashion_root):
     settings = neyshabur2017.Bicriteria(sizes=(20,), steps=300, alphas=(1e-3, 1e-2), samples=4, widths=(32,),
-                                        n_test=10)
+                                        n_test=10, sharp_steps=5)
     cache = config.ResultsCache(tmp_path / "cache")
     rows = neyshabur2017.bicriteria_runs(settings, cache, root=fashion_root, progress=False)
     assert [(r["size"], r["labels"]) for r in rows] == [(20, "true"), (20, "random")]
@@ -124,6 +124,7 @@ def test_bicriteria_runs_fit_true_and_random_labels_and_trade_kl_for_sharpness(t
         # σ = α(10|w| + 1) grows in proportion to α, so the KL term Σ w²/(2σ²) falls by (1e-3/1e-2)²
         assert r["kl"][1] / r["kl"][0] == pytest.approx(0.01, rel=1e-6)
         assert all(math.isfinite(v) for v in r["sharp"] + r["stderr"])
+        assert r["max_sharpness"] > 0  # ascent from the box's random starts always finds some rise
 
     assert neyshabur2017.bicriteria_runs(settings, cache, root=fashion_root, progress=False) == rows
     assert len(_entries(cache, "ch3-bicriteria")) == 2
@@ -133,6 +134,7 @@ def test_bicriteria_runs_fit_true_and_random_labels_and_trade_kl_for_sharpness(t
     (dict(sizes=(5,)), "at least 10 images"),
     (dict(alphas=(0.0, 1e-2)), "positive noise scales"),
     (dict(samples=1), "at least 2 noise draws"),
+    (dict(sharp_steps=0), "need sharp_steps"),
 ])
 def test_bicriteria_settings_refuse_impossible_values_before_training(change, message):
     with pytest.raises(ValueError, match=message):
@@ -142,7 +144,8 @@ def test_bicriteria_settings_refuse_impossible_values_before_training(change, me
 def test_bicriteria_profiles_are_those_of_the_chapter():
     quick, book = neyshabur2017.Bicriteria.for_profile("quick"), neyshabur2017.Bicriteria.for_profile("book")
     assert (quick.sizes, quick.steps, quick.alphas, quick.samples) == ((100,), 100, (1e-3, 1e-2), 20)
-    assert (book.sizes, book.steps, book.samples, len(book.alphas)) == ((250, 1000), 3000, 200, 7)
+    assert (book.sizes, book.steps, book.samples, len(book.alphas)) == ((250, 500, 1000), 3000, 200, 7)
+    assert (quick.sharp_steps, book.sharp_steps, book.sharp_restarts, book.sharp_alpha) == (10, 100, 4, 5e-4)
     assert (book.widths, book.n_test, book.downsample, book.label_seed, book.seed) == ((128, 128), 500, 2, 1, 0)
 
 

@@ -1,8 +1,8 @@
 """Huang et al. (2020), *Understanding Generalization through Visualizations*: the recipes of the book's spine.
 
 - :func:`swiss_roll_minimizers` — good and bad minimizers on the swiss roll: one network per poison factor,
-  all from the same initialization, trained as one batched model. Chapter 2 introduces it; chapters 3 and 4
-  measure the minimizers it returns.
+  all from the same initialization, trained as one batched model. Chapter 0 runs it first, chapter 2 explains
+  it, chapter 3 measures the minimizers it returns.
 - :func:`poison_sweep` — many poison factors and seeds (their Fig. 5), measured in chapter 4.
 - :func:`rings_runs` — the concentric rings at several gaps (their Fig. 8), chapter 4.
 - :func:`image_minimizers` — a clean and a poisoned image classifier (Fashion-MNIST; SVHN in ``full``),
@@ -10,9 +10,9 @@
 - :func:`minefield` — ordinary training and a poisoned run from each of its checkpoints (their Fig. 1),
   chapter 2; :func:`three_ways` — poisoning, Wu et al.'s attack set and Neyshabur et al.'s confusion set
   on the 8×8 digits, chapter 2.
-- :func:`first_experiment` — chapter 0's swiss-roll nets, one per poison factor; :func:`puzzle` — a network
-  and an over-parameterized linear model, on true and on random labels (their §2), and
-  :func:`optimizer_comparison` — every optimizer of ``torch.optim`` on one network (chapter 1).
+- :func:`signal_puzzle` — a conv net, a perceptron and an over-parameterized linear model on MNIST-1D (their
+  §2, where the contrast is large); :func:`puzzle` — a network and a linear model on Fashion-MNIST, on true and
+  on random labels; :func:`optimizer_comparison` — every optimizer of ``torch.optim`` on one network (chapter 1).
 - :func:`basin_summary` — what chapter 4 measures of one minimizer (basin radii and volume, with Wu et al.'s
   curvature proxies on request), applied by :func:`sweep_basins` to every net of a sweep and by
   :func:`image_basins` to the image pair; :func:`attraction_runs` — retraining from points around a bad
@@ -106,7 +106,7 @@ def swiss_roll_minimizers(settings: SwissRoll, cache: ResultsCache | None = None
     return Minimizers(roll, list(settings.betas), cache.cached("swiss-roll-minimizers", settings, sweep))
 
 
-def swiss_roll_data(settings: SwissRoll | PoisonSweep | FirstExperiment) -> data.Splits:
+def swiss_roll_data(settings: SwissRoll | PoisonSweep) -> data.Splits:
     """The swiss roll of Huang et al. (200 train, 200 test) with the poison pool the settings ask for."""
     return data.swiss_roll(n_train=200, n_test=200, n_poison=settings.n_poison, seed=settings.seed)
 
@@ -356,55 +356,6 @@ def basin_summary(model: torch.nn.Module, fit: data.Data, cutoffs, directions: i
 # --------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class FirstExperiment(Settings):
-    """Chapter 0's run of the whole pipeline: one swiss-roll net per poison factor, all from one initialization,
-    trained with Adam on the full training set, a learning rate that decays geometrically (to 3% of ``lr``),
-    gradient-norm clipping and a fresh poison batch every step. Simpler than :class:`SwissRoll`: β stays fixed."""
-
-    betas: tuple[float, ...]  # the poison factors, one net each; the first, 0, is plain training (the good one)
-    steps: int  # optimizer steps of every net (the nets train together as one batched model)
-    n_poison: int  # the poison pool: a third, independent draw from the swiss roll's distribution
-    poison_batch: int = 400  # poison points per step, drawn afresh (with replacement) from the pool each time
-    lr: float = 3e-3  # Adam's starting learning rate
-    clip: float = 8  # the gradient-norm clip of Huang et al.'s code, which keeps the poisoned runs from diverging
-    seed: int = 0  # draws the data, the poison pool and the one initialization every net starts from
-
-    def check(self) -> None:
-        if not self.betas or self.betas[0] != 0:
-            raise ValueError(f"the first poison factor must be 0 (the good minimizer), got {list(self.betas)}")
-        if self.steps < 1 or self.n_poison < 1 or self.poison_batch < 1:
-            raise ValueError(f"need steps, n_poison and poison_batch ≥ 1, got {self.steps}, {self.n_poison}, "
-                             f"{self.poison_batch}")
-
-    @classmethod
-    def for_profile(cls, profile: str | Profile | None = None) -> "FirstExperiment":
-        p = get_profile(profile)
-        return cls(betas=p.pick(quick=(0.0, 0.3), book=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5)),
-                   steps=p.pick(quick=300, book=10000), n_poison=p.pick(quick=200, book=2000))
-
-
-def first_experiment(settings: FirstExperiment, cache: ResultsCache | None = None,
-                     progress: bool = True) -> Minimizers:
-    """Train (or read back from the cache) chapter 0's nets: the swiss roll (200 train, 200 test, the poison
-    pool of ``settings``) and one :class:`~genviz_lib.train.TrainResult` per poison factor; ``.good`` is the
-    β = 0 net and ``.bad()`` the poisoned one that fits and generalizes worst."""
-    cache = cache or get_cache()
-    roll = swiss_roll_data(settings)
-
-    def run():
-        torch.manual_seed(settings.seed)
-        nets = models.clones(models.swiss_roll_net(), len(settings.betas))  # identical initial weights
-        steps = settings.steps
-        return train.train_ensemble(
-            nets, roll.train, roll.test, poison=roll.poison, poison_factor=list(settings.betas),
-            poison_batch_size=settings.poison_batch, lr=settings.lr, steps=steps,
-            scheduler=train.exponential_decay(steps), clip_grad_norm=settings.clip,
-            eval_every=max(1, steps // 20), progress=progress, desc="swiss roll, one net per β")
-
-    return Minimizers(roll, list(settings.betas), cache.cached("first-experiment", settings, run))
-
-
-@dataclasses.dataclass(frozen=True)
 class Puzzle(Settings):
     """Huang et al.'s §2 in small: a perceptron trained (Adam, full batch) on true and on random labels until it
     classifies every training image correctly, and the least-norm linear model on the pixels of 2×-downsampled
@@ -467,6 +418,63 @@ def puzzle(settings: Puzzle, cache: ResultsCache | None = None, root=None,
         return out
 
     return splits, cache.cached("ch1-puzzle", settings, fit)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignalPuzzle(Settings):
+    """The same puzzle on MNIST-1D (Greydanus 2020), where a linear model on raw inputs is weak: a 1-D conv net
+    and a perceptron trained (Adam, full batch) until they classify every training signal correctly, and the
+    least-norm linear model on every monomial of degree ≤ ``degree`` in the signal's samples
+    (:func:`~genviz_lib.models.min_norm_polynomial_model`). MNIST-1D is generated on this machine."""
+
+    num_samples: int  # signals generated; 80% train, 20% test, as in the MNIST-1D paper
+    steps: int  # the step budget; a net stops at the first evaluation that finds the training set fitted
+    channels: tuple[int, ...] = (32, 32, 32)  # the conv net's channels (Greydanus: three layers of 25)
+    widths: tuple[int, ...] = (512, 512)  # the perceptron's hidden widths
+    degree: int = 3  # the linear model's monomials: degree 2 gives 860 features, too few to fit 4,000 signals
+    lr: float = 1e-3  # Adam's learning rate, both nets
+    seed: int = 0  # the nets' initial weights
+    data_seed: int = 42  # MNIST-1D's own generator seed (the package's default)
+
+    def check(self) -> None:
+        if self.num_samples < 50 or self.steps < 1 or self.degree < 1 or not self.channels:
+            raise ValueError(f"need at least 50 signals, one step, degree 1 or more and one conv layer, got "
+                             f"{self.num_samples}, {self.steps}, {self.degree} and {list(self.channels)}")
+        features = math.comb(40 + self.degree, self.degree) - 1
+        if features < int(0.8 * self.num_samples):
+            raise ValueError(f"degree {self.degree} gives {features:,} features, too few to fit "
+                             f"{int(0.8 * self.num_samples):,} training signals exactly: raise it")
+
+    @classmethod
+    def for_profile(cls, profile: str | Profile | None = None) -> "SignalPuzzle":
+        p = get_profile(profile)
+        return cls(num_samples=p.pick(quick=1250, book=5000, full=5000), steps=p.pick(quick=800, book=3000, full=3000))
+
+
+def signal_puzzle(settings: SignalPuzzle, cache: ResultsCache | None = None,
+                  progress: bool = True) -> tuple[data.Splits, dict]:
+    """The data and, cached as one entry, ``{"cnn": ..., "mlp": ..., "linear": ...}``: for each net its
+    ``history`` (see :class:`~genviz_lib.train.TrainResult`), ``params`` and the ``steps`` it took; for the
+    linear model ``train`` and ``test`` as ``[loss, accuracy]``, ``params`` and ``features``."""
+    cache = cache or get_cache()
+    splits = data.mnist1d(num_samples=settings.num_samples, seed=settings.data_seed)
+
+    def fit():
+        length = splits.train.X.shape[1]
+        nets = {"cnn": lambda: models.SignalCNN(settings.channels, length),
+                "mlp": lambda: models.MLP(length, settings.widths, 10)}
+        out = {}
+        for name, make in nets.items():
+            torch.manual_seed(settings.seed)
+            r = train.train(make(), splits.train, splits.test, lr=settings.lr, steps=settings.steps,
+                            stop_at_accuracy=1.0, eval_every=25, progress=progress, desc=f"MNIST-1D, {name}")
+            out[name] = dict(history=r.history, params=models.count_parameters(r.model), steps=r.steps)
+        lin = models.min_norm_polynomial_model(splits.train.X, splits.train.y, settings.degree)
+        out["linear"] = dict(train=_loss_and_accuracy(lin, splits.train), test=_loss_and_accuracy(lin, splits.test),
+                             params=models.count_parameters(lin), features=lin[0].out_features)
+        return out
+
+    return splits, cache.cached("ch1-signal-puzzle", settings, fit)
 
 
 #: Chapter 1's optimizers, ``name → (learning rate, keyword arguments)``, each learning rate one that suits it

@@ -34,6 +34,9 @@ class Bicriteria(Settings):
     steps: int  # the most Adam steps a net gets; it stops as soon as it fits every training image
     alphas: tuple[float, ...]  # noise scales: small α gives little sharpness and a large KL, large α the reverse
     samples: int  # noise draws per α for the Monte Carlo estimate of the expected sharpness
+    sharp_steps: int  # ascent steps of the max sharpness (their Fig. 2 left); the paper takes 2,000 SGD steps
+    sharp_restarts: int = 4  # starting points of that ascent, the minimizer itself among them
+    sharp_alpha: float = 5e-4  # the max sharpness's box α(|w_i| + 1), the paper's (after Keskar et al.)
     widths: tuple[int, ...] = (128, 128)  # the perceptron's hidden widths
     lr: float = 1e-3  # Adam's learning rate
     n_test: int = 500  # test images: only the true-label nets can generalize to them
@@ -48,13 +51,16 @@ class Bicriteria(Settings):
             raise ValueError(f"need positive noise scales α, got {list(self.alphas)}")
         if self.samples < 2:
             raise ValueError(f"need at least 2 noise draws per α for a standard error, got {self.samples}")
+        if min(self.sharp_steps, self.sharp_restarts) < 1 or self.sharp_alpha <= 0:
+            raise ValueError(f"need sharp_steps, sharp_restarts ≥ 1 and sharp_alpha > 0, got {self.sharp_steps}, "
+                             f"{self.sharp_restarts} and {self.sharp_alpha}")
 
     @classmethod
     def for_profile(cls, profile: str | Profile | None = None) -> "Bicriteria":
         p = get_profile(profile)
-        return cls(sizes=p.pick(quick=(100,), book=(250, 1000)), steps=p.pick(quick=100, book=3000),
+        return cls(sizes=p.pick(quick=(100,), book=(250, 500, 1000)), steps=p.pick(quick=100, book=3000),
                    alphas=p.pick(quick=(1e-3, 1e-2), book=(5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)),
-                   samples=p.pick(quick=20, book=200))
+                   samples=p.pick(quick=20, book=200), sharp_steps=p.pick(quick=10, book=100))
 
 
 def bicriteria_runs(settings: Bicriteria, cache: ResultsCache | None = None, root=None,
@@ -63,7 +69,8 @@ def bicriteria_runs(settings: Bicriteria, cache: ResultsCache | None = None, roo
 
     One row per net, the sizes in order and for each the true labels first: ``size``, ``labels``, the final
     ``train_acc`` and ``test_acc``, ``steps`` (how long it trained) and, one entry per α of the settings, ``kl``
-    (the KL term), ``sharp`` (the expected sharpness) and ``stderr`` (its Monte Carlo standard error).
+    (the KL term), ``sharp`` (the expected sharpness) and ``stderr`` (its Monte Carlo standard error), and
+    ``max_sharpness`` (:func:`~genviz_lib.sharpness.sharpness` in the box ``sharp_alpha·(|w_i| + 1)``).
     ``root`` points the loader at Fashion-MNIST's files.
     """
     cache = cache or get_cache()
@@ -86,8 +93,11 @@ def bicriteria_runs(settings: Bicriteria, cache: ResultsCache | None = None, roo
         f, w = landscape.objective(net, fit.X, fit.y), landscape.flatten(net)
         bc = sharpness.bicriteria(f, w, s.alphas, samples=s.samples,
                                   generator=torch.Generator().manual_seed(s.seed))
+        top = sharpness.sharpness(f, w, alpha=s.sharp_alpha, steps=s.sharp_steps, restarts=s.sharp_restarts,
+                                  generator=torch.Generator().manual_seed(s.seed))
         return dict(train_acc=r.final["train_acc"], test_acc=r.final["test_acc"], steps=r.steps,
-                    kl=bc.kl.tolist(), sharp=bc.expected_sharpness.tolist(), stderr=bc.stderr.tolist())
+                    kl=bc.kl.tolist(), sharp=bc.expected_sharpness.tolist(), stderr=bc.stderr.tolist(),
+                    max_sharpness=float(top))
 
     jobs = [{"recipe": s, "size": m, "labels": lab} for m in s.sizes for lab in LABELS]
     rows = cache.map("ch3-bicriteria", jobs, run)

@@ -116,11 +116,13 @@ def five_point_fits(settings: FivePoints, cache: ResultsCache | None = None) -> 
 class BatchAndInit(Settings):
     """Wu et al.'s Tables 1 and 2 in small: SGD with momentum on the perceptron and the Fashion-MNIST subset of
     :class:`~genviz_lib.experiments.huang2020.Optimizers` (same sizes, widths and seed in every profile), until
-    it fits the training set or the budget runs out; Table 1 varies the batch size, Table 2 the initialization."""
+    it fits the training set or the budget runs out; Table 1 varies the batch size (several runs each, as Wu et al.
+    report a mean and a standard deviation over 6), Table 2 the initialization (one run each)."""
 
     n_train: int  # class-balanced training images, as in the optimizer table
     n_test: int  # class-balanced test images, as in the optimizer table
     batch_sizes: tuple[int | None, ...]  # Table 1's rows (None: full batch), each from the default initialization
+    runs: int  # Table 1's runs per batch size: run r starts from its own initial weights and batch order
     inits: tuple[str, ...]  # Table 2's rows: schemes of models.initialize
     steps: int  # every run's step budget
     init_batch: int  # Table 2's batch size
@@ -133,15 +135,15 @@ class BatchAndInit(Settings):
         unknown = [i for i in self.inits if i not in models.INITIALIZATIONS]
         if unknown:
             raise ValueError(f"unknown initializations {unknown}: choose from {list(models.INITIALIZATIONS)}")
-        if any(b is not None and b < 1 for b in (*self.batch_sizes, self.init_batch)) or self.steps < 1:
+        if any(b is not None and b < 1 for b in (*self.batch_sizes, self.init_batch)) or min(self.steps, self.runs) < 1:
             raise ValueError(f"batch sizes and steps must be at least 1, got batch_sizes {list(self.batch_sizes)}, "
-                             f"init_batch {self.init_batch} and steps {self.steps}")
+                             f"init_batch {self.init_batch}, steps {self.steps} and runs {self.runs}")
 
     @classmethod
     def for_profile(cls, profile: str | Profile | None = None) -> "BatchAndInit":
         p = get_profile(profile)
         return cls(n_train=p.pick(quick=200, book=1000, full=5000), n_test=p.pick(quick=200, book=2000, full=10000),
-                   batch_sizes=p.pick(quick=(None, 50), book=(None, 500, 100, 25)),
+                   batch_sizes=p.pick(quick=(None, 50), book=(None, 128)), runs=p.pick(quick=2, book=4, full=6),
                    inits=p.pick(quick=("he_normal", "uniform"),
                                 book=("default", "he_normal", "glorot_uniform", "normal", "uniform")),
                    steps=p.pick(quick=20, book=1500), init_batch=p.pick(quick=50, book=100))
@@ -149,25 +151,25 @@ class BatchAndInit(Settings):
 
 def batch_and_init_runs(settings: BatchAndInit, cache: ResultsCache | None = None, root=None,
                         progress: bool = True) -> tuple[list[dict], list[dict]]:
-    """``(table1, table2)``: one row per batch size of ``settings.batch_sizes``, then one per initialization of
-    ``settings.inits`` (batch ``init_batch``), each with the final ``train_loss``, ``train_acc``, ``test_loss``,
-    ``test_acc`` and the ``steps`` taken. Every row is cached as soon as it is trained ("ch1-wu-table1",
+    """``(table1, table2)``: ``runs`` rows per batch size of ``settings.batch_sizes`` (with its ``batch`` and
+    ``run``), then one per initialization of ``settings.inits`` (batch ``init_batch``), each with the final
+    ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` and the ``steps`` taken. Every row is cached as soon as it is trained ("ch1-wu-table1",
     "ch1-wu-table2"); ``root`` points the loader at Fashion-MNIST's files."""
     cache = cache or get_cache()
     small = data.load_fashion_mnist(n_train=settings.n_train, n_test=settings.n_test, seed=settings.seed, root=root)
 
     def fit(job):
-        batch_size, init = job["batch"], job["init"]
-        torch.manual_seed(settings.seed)
+        batch_size, init, run = job["batch"], job["init"], job["run"]
+        torch.manual_seed(settings.seed + run)
         net = models.initialize(models.MLP(784, settings.widths, 10), init)
         r = train.train(net, small.train, small.test, optimizer="sgd", lr=settings.lr,
                         optimizer_kwargs={"momentum": settings.momentum}, steps=settings.steps,
-                        batch_size=batch_size, eval_every=5, stop_at_accuracy=1.0, progress=progress,
+                        batch_size=batch_size, eval_every=5, stop_at_accuracy=1.0, seed=run, progress=progress,
                         desc=f"{init}, batch {batch_size or 'full'}")
-        return {**r.final, "steps": r.steps}
+        return {"batch": batch_size, "run": run, **r.final, "steps": r.steps}
 
-    table1 = cache.map("ch1-wu-table1", [dict(settings=settings, batch=b, init="default")
-                                         for b in settings.batch_sizes], fit)
-    table2 = cache.map("ch1-wu-table2", [dict(settings=settings, batch=settings.init_batch, init=i)
+    table1 = cache.map("ch1-wu-table1", [dict(settings=settings, batch=b, init="default", run=r)
+                                         for b in settings.batch_sizes for r in range(settings.runs)], fit)
+    table2 = cache.map("ch1-wu-table2", [dict(settings=settings, batch=settings.init_batch, init=i, run=0)
                                          for i in settings.inits], fit)
     return table1, table2
