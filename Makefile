@@ -10,7 +10,6 @@ STAMP := $(VENV)/.installed
 CHAPTERS := $(wildcard chapters/*.md)
 QUICK_NB := _build/quick-notebooks
 COLAB_SAMPLE := 02_poisoning
-COLAB_LOG := _build/colab-check.log
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup data book test test-colab unit bench sync check-widgets check-launch clean
@@ -45,18 +44,11 @@ test: setup
 	  $(BIN)/papermill --prepare-only -p PROFILE quick $(QUICK_NB)/$$name.src.ipynb $(QUICK_NB)/$$name.ipynb \
 	    --log-level WARNING && rm $(QUICK_NB)/$$name.src.ipynb || exit 1; \
 	done
-	@# One launch notebook as a Colab student runs it (ipywidgets 7.7.1, pip install, data by download;
-	@# `make test-colab` runs all of them, with ipywidgets 7.7.1 and 8.x). Most of its time goes to pip
-	@# building a fresh environment, so it runs beside the tests and the book build; its log follows them.
-	@set -e; \
-	$(BIN)/python tools/colab_check.py --widgets 7 --chapters $(COLAB_SAMPLE) > $(COLAB_LOG) 2>&1 & colab=$$!; \
-	trap 'kill $$colab 2>/dev/null || true' EXIT; \
-	echo "$(BIN)/pytest tests $(QUICK_NB) --nbval-lax --nbval-cell-timeout=300 -p no:cacheprovider"; \
-	$(BIN)/pytest tests $(QUICK_NB) --nbval-lax --nbval-cell-timeout=300 -p no:cacheprovider; \
-	echo "GENVIZ_PROFILE=quick $(BIN)/jupyter-book build . --path-output _build/quick -W --keep-going"; \
-	GENVIZ_PROFILE=quick $(BIN)/jupyter-book build . --path-output _build/quick -W --keep-going; \
-	echo "$(BIN)/python tools/colab_check.py --widgets 7 --chapters $(COLAB_SAMPLE) (ran beside the above):"; \
-	if wait $$colab; then cat $(COLAB_LOG); else cat $(COLAB_LOG); exit 1; fi
+	$(BIN)/pytest tests $(QUICK_NB) --nbval-lax --nbval-cell-timeout=300 -p no:cacheprovider
+	@# one launch notebook as a Colab student runs it (ipywidgets 7.7.1, pip install, data by download);
+	@# `make test-colab` runs all of them, with ipywidgets 7.7.1 and 8.x
+	$(BIN)/python tools/colab_check.py --widgets 7 --chapters $(COLAB_SAMPLE)
+	GENVIZ_PROFILE=quick $(BIN)/jupyter-book build . --path-output _build/quick -W --keep-going
 
 # Every launch notebook in a fresh Colab-like environment, once with ipywidgets 7.7.1 and once with 8.x.
 test-colab: setup
