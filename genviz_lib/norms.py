@@ -218,14 +218,17 @@ def _vector(x) -> torch.Tensor:
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's rank correlation τ-b between two sequences (ties counted as in τ-b)."""
-    x, y = _vector(x), _vector(y)
+    """Kendall's rank correlation τ-b between two sequences (ties counted as in τ-b), by
+    :func:`scipy.stats.kendalltau` (O(n log n)). A NaN is an error, not a tie: say which value is missing."""
+    import scipy.stats
+
+    x, y = _vector(x).numpy(), _vector(y).numpy()
     if x.shape != y.shape or len(x) < 2:
         raise ValueError("need two sequences of the same length, at least 2")
-    i, j = torch.triu_indices(len(x), len(x), offset=1)
-    sx, sy = torch.sign(x[i] - x[j]), torch.sign(y[i] - y[j])
-    concordant_minus_discordant = (sx * sy).sum()
-    n_x, n_y = (sx != 0).sum(), (sy != 0).sum()
-    if n_x == 0 or n_y == 0:
+    missing = np.isnan(x) | np.isnan(y)
+    if missing.any():
+        raise ValueError(f"{int(missing.sum())} of {len(x)} pairs hold a NaN (the first at index "
+                         f"{int(np.argmax(missing))}): drop or fill them before ranking")
+    if np.all(x == x[0]) or np.all(y == y[0]):
         raise ValueError("a sequence is constant: τ is undefined")
-    return float(concordant_minus_discordant / torch.sqrt(n_x.double() * n_y.double()))
+    return float(scipy.stats.kendalltau(x, y).statistic)

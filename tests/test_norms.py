@@ -125,6 +125,11 @@ def test_kendall_tau_matches_scipy_with_ties():
     assert norms.kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
     with pytest.raises(ValueError, match="constant"):
         norms.kendall_tau([1, 1, 1], [1, 2, 3])
+    with pytest.raises(ValueError, match=r"1 of 3 pairs hold a NaN \(the first at index 1\)"):
+        norms.kendall_tau([1.0, float("nan"), 3.0], [1.0, 2.0, 3.0])
+    # thousands of points: no n × n pair table (the old implementation's O(n²) memory)
+    big = g.normal(size=20000)
+    assert norms.kendall_tau(big, -big) == pytest.approx(-1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("make", [lambda: models.MLP(6, [8, 8], 3, bias=False),
