@@ -151,6 +151,21 @@ class MLPEnsemble(nn.Module):
         return [self.member(k) for k in range(self.size)]
 
 
+def _strided_convs(conv, in_channels: int, channels: Sequence[int], size: int, kernel_size: int,
+                   bias: bool) -> tuple[nn.Sequential, int, int]:
+    """ReLU convolutions (``conv``: ``nn.Conv1d`` or ``nn.Conv2d``) of stride 2 and padding ``k // 2``, one per
+    entry of ``channels``; returns them with the last channel count and the side length they leave
+    (halved, rounding up, at each layer)."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+    layers: list[nn.Module] = []
+    c = in_channels
+    for width in channels:
+        layers += [conv(c, width, kernel_size, stride=2, padding=kernel_size // 2, bias=bias), nn.ReLU()]
+        c, size = width, (size + 1) // 2
+    return nn.Sequential(*layers), c, size
+
+
 class SmallCNN(nn.Module):
     """A few ``k×k`` ReLU convolutions of stride 2 (padding ``k // 2``, no pooling), then one linear layer.
 
@@ -161,14 +176,7 @@ class SmallCNN(nn.Module):
     def __init__(self, channels: Sequence[int] = (16, 32, 64), in_channels: int = 1, num_classes: int = 10,
                  image_size: int = 28, bias: bool = True, kernel_size: int = 3):
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
-        layers: list[nn.Module] = []
-        c, size = in_channels, image_size
-        for width in channels:
-            layers += [nn.Conv2d(c, width, kernel_size, stride=2, padding=kernel_size // 2, bias=bias), nn.ReLU()]
-            c, size = width, (size + 1) // 2
-        self.features = nn.Sequential(*layers)
+        self.features, c, size = _strided_convs(nn.Conv2d, in_channels, channels, image_size, kernel_size, bias)
         self.classifier = nn.Linear(c * size * size, num_classes, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -196,14 +204,7 @@ class SignalCNN(nn.Module):
     def __init__(self, channels: Sequence[int] = (32, 32, 32), length: int = 40, num_classes: int = 10,
                  kernel_size: int = 5):
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
-        layers: list[nn.Module] = []
-        c, size = 1, int(length)
-        for width in channels:
-            layers += [nn.Conv1d(c, width, kernel_size, stride=2, padding=kernel_size // 2), nn.ReLU()]
-            c, size = width, (size + 1) // 2
-        self.features = nn.Sequential(*layers)
+        self.features, c, size = _strided_convs(nn.Conv1d, 1, channels, int(length), kernel_size, bias=True)
         self.classifier = nn.Linear(c * size, num_classes)
         self.length = int(length)
 
@@ -366,6 +367,11 @@ def min_norm_quadratic_model(X: torch.Tensor, y: torch.Tensor, num_classes: int 
     return model
 
 
+def monomial_count(d: int, degree: int) -> int:
+    """How many monomials of degree 1 to ``degree`` there are in ``d`` inputs: ``C(d + degree, degree) − 1``."""
+    return math.comb(d + degree, degree) - 1
+
+
 class MonomialFeatures(nn.Module):
     """Every monomial of degree 1 to ``degree`` in the ``d`` inputs: ``[N, d] → [N, C(d + degree, degree) − 1]``.
 
@@ -382,7 +388,7 @@ class MonomialFeatures(nn.Module):
         for k in range(2, self.degree + 1):
             idx = torch.combinations(torch.arange(self.d), k, with_replacement=True)
             self.register_buffer(f"index{k}", idx, persistent=False)
-        self.out_features = sum(math.comb(self.d + k - 1, k) for k in range(1, self.degree + 1))
+        self.out_features = monomial_count(self.d, self.degree)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)

@@ -143,7 +143,7 @@ def minefield(trajectory_xy, bad_xy, starts, test_acc=None, ax=None):
                zorder=4)
     if test_acc is not None:
         bar = plt.colorbar(scatter, ax=ax, label="test accuracy of the bad minimum", shrink=0.8)
-        bar.ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        percent_axis(bar.ax)
     ax.set(xticks=[], yticks=[], xlabel="t-SNE 1", ylabel="t-SNE 2")
     ax.legend(fontsize=8, loc="best")
     return ax

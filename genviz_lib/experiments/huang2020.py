@@ -420,6 +420,10 @@ def puzzle(settings: Puzzle, cache: ResultsCache | None = None, root=None,
     return splits, cache.cached("ch1-puzzle", settings, fit)
 
 
+#: The samples of an MNIST-1D signal (the ``mnist1d`` package's default), known before any signal is generated.
+MNIST1D_LENGTH = 40
+
+
 @dataclasses.dataclass(frozen=True)
 class SignalPuzzle(Settings):
     """The same puzzle on MNIST-1D (Greydanus 2020), where a linear model on raw inputs is weak: a 1-D conv net
@@ -440,7 +444,7 @@ class SignalPuzzle(Settings):
         if self.num_samples < 50 or self.steps < 1 or self.degree < 1 or not self.channels:
             raise ValueError(f"need at least 50 signals, one step, degree 1 or more and one conv layer, got "
                              f"{self.num_samples}, {self.steps}, {self.degree} and {list(self.channels)}")
-        features = math.comb(40 + self.degree, self.degree) - 1
+        features = models.monomial_count(MNIST1D_LENGTH, self.degree)
         if features < int(0.8 * self.num_samples):
             raise ValueError(f"degree {self.degree} gives {features:,} features, too few to fit "
                              f"{int(0.8 * self.num_samples):,} training signals exactly: raise it")

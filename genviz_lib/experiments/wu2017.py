@@ -136,7 +136,7 @@ class BatchAndInit(Settings):
         if unknown:
             raise ValueError(f"unknown initializations {unknown}: choose from {list(models.INITIALIZATIONS)}")
         if any(b is not None and b < 1 for b in (*self.batch_sizes, self.init_batch)) or min(self.steps, self.runs) < 1:
-            raise ValueError(f"batch sizes and steps must be at least 1, got batch_sizes {list(self.batch_sizes)}, "
+            raise ValueError(f"batch sizes, steps and runs must be at least 1, got batch_sizes {list(self.batch_sizes)}, "
                              f"init_batch {self.init_batch}, steps {self.steps} and runs {self.runs}")
 
     @classmethod
@@ -153,8 +153,9 @@ def batch_and_init_runs(settings: BatchAndInit, cache: ResultsCache | None = Non
                         progress: bool = True) -> tuple[list[dict], list[dict]]:
     """``(table1, table2)``: ``runs`` rows per batch size of ``settings.batch_sizes`` (with its ``batch`` and
     ``run``), then one per initialization of ``settings.inits`` (batch ``init_batch``), each with the final
-    ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` and the ``steps`` taken. Every row is cached as soon as it is trained ("ch1-wu-table1",
-    "ch1-wu-table2"); ``root`` points the loader at Fashion-MNIST's files."""
+    ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` and the ``steps`` taken. Every row is cached as
+    soon as it is trained ("ch1-wu-table1", "ch1-wu-table2"); ``root`` points the loader at Fashion-MNIST's
+    files."""
     cache = cache or get_cache()
     small = data.load_fashion_mnist(n_train=settings.n_train, n_test=settings.n_test, seed=settings.seed, root=root)
 
