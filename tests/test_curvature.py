@@ -70,12 +70,125 @@ def test_top_eigenvalues_of_a_tiny_mlp(tiny_net):
     np.testing.assert_allclose(got.numpy(), exact[:3], rtol=1e-6)
 
 
-def test_hutchinson_trace(spd):
+@pytest.fixture(scope="module")
+def decaying():
+    """A 300 × 300 symmetric matrix shaped like a trained net's Hessian: eigenvalues decaying as a power law
+    (``40·i^−1.5``) into a bulk near zero, some of it negative."""
+    torch.manual_seed(1)
+    n = 300
+    Q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+    eig = 40.0 * torch.arange(1, n + 1, dtype=torch.float64) ** -1.5 + 0.01 * torch.randn(n, dtype=torch.float64)
+    return Q @ torch.diag(eig) @ Q.T, eig
+
+
+def _over_seeds(fn, A, seeds, **options):
+    theta = torch.zeros(len(A), dtype=torch.float64)
+    runs = [fn(quadratic(A), theta, generator=torch.Generator().manual_seed(s), **options) for s in range(seeds)]
+    values = np.array([r.value for r in runs])
+    return values, np.array([r.se for r in runs])
+
+
+@pytest.mark.parametrize("method", curvature.TRACE_METHODS)
+def test_trace_estimators_are_unbiased_and_their_errors_honest(decaying, method):
+    A, eig = decaying
+    truth = float(eig.sum())
+    values, errors = _over_seeds(curvature.hessian_trace, A, 60, samples=60, method=method)
+    spread = values.std(ddof=1)
+    assert abs(values.mean() - truth) < 4 * spread / math.sqrt(len(values))
+    # the reported standard error matches the spread over seeds (within sampling error of 60 seeds)
+    assert 0.6 < np.median(errors) / spread < 1.6
+
+
+def test_deflation_is_far_tighter_than_hutchinson_for_a_decaying_spectrum(decaying):
+    A, _ = decaying
+    spreads = {m: _over_seeds(curvature.hessian_trace, A, 30, samples=60, method=m)[0].std(ddof=1)
+               for m in curvature.TRACE_METHODS}
+    assert spreads["krylov"] < spreads["xtrace"] < spreads["hutch++"] < spreads["hutchinson"] / 5
+    assert spreads["xtrace"] < spreads["hutchinson"] / 20
+
+
+def test_trace_is_exact_for_a_low_rank_matrix_and_a_full_budget(spd):
+    torch.manual_seed(2)
+    B = torch.randn(60, 4, dtype=torch.float64)
+    A = B @ B.T  # rank 4: five test vectors span its range
+    theta = torch.zeros(60, dtype=torch.float64)
+    for method in ("krylov", "xtrace", "hutch++"):
+        value, se = curvature.hessian_trace(quadratic(A), theta, samples=15, method=method,
+                                            generator=torch.Generator().manual_seed(0))
+        assert value == pytest.approx(float(A.trace()), rel=1e-9) and se < 1e-9
     A, exact = spd
-    estimate, stderr = curvature.hessian_trace(quadratic(A), torch.zeros(60, dtype=torch.float64), samples=400,
-                                               generator=torch.Generator().manual_seed(0))
-    assert abs(estimate - exact.sum()) < 4 * stderr
-    assert stderr < 0.1 * abs(exact.sum())
+    assert curvature.hessian_trace(quadratic(A), theta, samples=60) == (pytest.approx(exact.sum(), rel=1e-12), 0.0)
+
+
+def test_trace_and_frobenius_of_a_tiny_mlp_against_its_dense_hessian(tiny_net):
+    f, theta = tiny_net
+    H = curvature.hessian(f, theta)
+    assert theta.numel() == 49  # more than the 24 products below: the estimates sample
+    for method in curvature.TRACE_METHODS:
+        value, se = curvature.hessian_trace(f, theta, samples=24, method=method,
+                                            generator=torch.Generator().manual_seed(3))
+        assert abs(value - float(H.trace())) < 4 * se + 1e-9
+    for method in curvature.FROBENIUS_METHODS:
+        value, se = curvature.hessian_frobenius(f, theta, samples=24, method=method,
+                                                generator=torch.Generator().manual_seed(3))
+        assert abs(value - float(H.pow(2).sum())) < 4 * se + 1e-9
+
+
+@pytest.mark.parametrize("method", curvature.FROBENIUS_METHODS)
+def test_frobenius_estimators_are_unbiased_and_their_errors_honest(decaying, method):
+    A, eig = decaying
+    truth = float(eig.pow(2).sum())
+    values, errors = _over_seeds(curvature.hessian_frobenius, A, 60, samples=60, method=method)
+    spread = values.std(ddof=1)
+    assert abs(values.mean() - truth) < 4 * spread / math.sqrt(len(values))
+    assert 0.5 < np.median(errors) / spread < 2
+    if method != "hutchinson":  # the top of the spectrum is taken exactly: a small spread
+        assert spread < 0.02 * truth
+
+
+def test_estimators_refuse_bad_budgets_and_methods(spd):
+    A, _ = spd
+    theta = torch.zeros(60, dtype=torch.float64)
+    with pytest.raises(ValueError, match="method must be one of"):
+        curvature.hessian_trace(quadratic(A), theta, method="girard")
+    with pytest.raises(ValueError, match="at least 4 products"):
+        curvature.hessian_trace(quadratic(A), theta, samples=3)
+    with pytest.raises(ValueError, match="method must be one of krylov, hutch"):
+        curvature.hessian_frobenius(quadratic(A), theta, method="xtrace")
+
+
+def test_operator_products_batched_and_one_by_one_agree(tiny_net):
+    f, theta = tiny_net
+    H = curvature.hessian(f, theta, memory=1)  # one column per pass
+    torch.testing.assert_close(H, curvature.hessian(f, theta), rtol=1e-12, atol=1e-14)
+    V = torch.randn(70, theta.numel(), dtype=torch.float64)
+    for block in ("auto", 1, 8):
+        op = curvature.HessianOperator(f, theta, block=block)
+        torch.testing.assert_close(op.matmat(V), V @ H.T, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(op @ V[0], H @ V[0], rtol=1e-10, atol=1e-12)
+        assert op.products == 71
+    op = curvature.HessianOperator(f, theta)
+    op.matmat(V)
+    assert op.batched in (True, False)  # the first block decided
+    torch.testing.assert_close(op.gradient, curvature.gradient(f, theta))
+
+
+def test_operator_of_a_function_linear_in_theta_gives_zeros():
+    c = torch.randn(5, dtype=torch.float64)
+    op = curvature.HessianOperator(lambda T: T @ c, torch.zeros(5, dtype=torch.float64))
+    assert torch.equal(op @ torch.ones(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64))
+    torch.testing.assert_close(op.gradient, c)
+
+
+def test_spectral_density_runs_each_probe_as_plain_lanczos_would(spd):
+    A, _ = spd
+    theta = torch.zeros(60, dtype=torch.float64)
+    slq = curvature.spectral_density(quadratic(A), theta, probes=3, steps=12, generator=torch.Generator().manual_seed(4))
+    starts = torch.randn(3, 60, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    for i, v0 in enumerate(starts):
+        vals, S, _, _ = curvature.lanczos(lambda v: A @ v, v0, 12)
+        torch.testing.assert_close(slq.nodes[i], vals, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(slq.weights[i], S[0] ** 2, rtol=1e-7, atol=1e-9)
 
 
 def test_spectral_density_moments(spd):
