@@ -23,6 +23,7 @@ with ``ρ = Π_i ‖W_i‖``: the same predictions, and the cross-entropy of ``f
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Sequence
 
@@ -232,3 +233,55 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     if np.all(x == x[0]) or np.all(y == y[0]):
         raise ValueError("a sequence is constant: τ is undefined")
     return float(scipy.stats.kendalltau(x, y).statistic)
+
+
+@dataclasses.dataclass
+class GranulatedTau:
+    """Jiang et al.'s granulated Kendall coefficient (2020, eq. 4): ``psi[h]`` for each hyperparameter ``h``, the
+    mean τ over the groups of nets that differ in ``h`` alone; ``Psi``, their mean. ``groups[h]`` counts the groups
+    that entered ``psi[h]`` and ``undefined[h]`` those left out because the measure or the gap was constant in
+    them (τ is undefined there)."""
+
+    psi: dict
+    Psi: float
+    groups: dict
+    undefined: dict
+
+
+def granulated_tau(measure: Sequence[float], gap: Sequence[float], hyperparameters: dict,
+                   fixed: dict | None = None) -> GranulatedTau:
+    """Granulated τ of ``measure`` against ``gap`` over a grid of nets (Jiang et al. 2020, §4).
+
+    ``hyperparameters`` maps each hyperparameter's name to its value for every net (one entry per net, as
+    ``measure`` and ``gap``). For hyperparameter ``h``, the nets are grouped by the values of every *other*
+    hyperparameter and of every column of ``fixed`` (for example the seed, which is held fixed but not scored);
+    ``ψ_h`` is the mean over the groups of Kendall's τ between the measure and the gap within a group, and
+    ``Ψ`` the mean of the ``ψ_h``. A group with fewer than two nets is an error (the grid is not factorial
+    there); a group where the measure or the gap is constant has no τ and is counted in ``undefined``.
+    """
+    measure, gap = _vector(measure).numpy(), _vector(gap).numpy()
+    columns = {**hyperparameters, **(fixed or {})}
+    if len(measure) != len(gap) or any(len(v) != len(measure) for v in columns.values()):
+        raise ValueError("measure, gap and every hyperparameter column need one entry per net")
+    if not hyperparameters:
+        raise ValueError("need at least one hyperparameter")
+    if np.isnan(measure).any() or np.isnan(gap).any():
+        raise ValueError("the measure or the gap holds a NaN: drop those nets (and say so) before scoring")
+    psi, groups, undefined = {}, {}, {}
+    for h in hyperparameters:
+        keys = [tuple(columns[c][i] for c in columns if c != h) for i in range(len(measure))]
+        by_key: dict = {}
+        for i, key in enumerate(keys):
+            by_key.setdefault(key, []).append(i)
+        taus = []
+        for key, members in by_key.items():
+            if len(members) < 2:
+                raise ValueError(f"the nets with {dict(zip([c for c in columns if c != h], key))} do not vary "
+                                 f"{h!r}: granulated τ needs a factorial grid")
+            m, g = measure[members], gap[members]
+            if np.all(m == m[0]) or np.all(g == g[0]):
+                continue
+            taus.append(kendall_tau(m, g))
+        groups[h], undefined[h] = len(taus), len(by_key) - len(taus)
+        psi[h] = float(np.mean(taus)) if taus else math.nan
+    return GranulatedTau(psi, float(np.mean(list(psi.values()))), groups, undefined)

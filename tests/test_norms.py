@@ -179,3 +179,35 @@ def test_linear_fit_and_kendall_take_pandas_series_with_any_index():
     y = pd.Series([3.0, 5.0, 7.0, 11.0], index=[3, 4, 5, 6])
     assert norms.linear_fit(x, y)["slope"] == pytest.approx(2.0)
     assert norms.kendall_tau(x, y) == pytest.approx(1.0)
+
+
+def test_granulated_tau_on_a_factorial_grid():
+    # 3 widths × 2 learning rates × 2 seeds; the gap grows with width, falls with the learning rate
+    grid = list(itertools.product([16, 32, 64], [0.1, 0.01], [0, 1]))
+    width, lr, seed = (list(c) for c in zip(*grid))
+    gap = np.array([w / 64 + (0.3 if r == 0.01 else 0.0) + 0.01 * s for w, r, s in grid])
+    tracks_width = np.array(width, dtype=float)  # right about width, blind to the learning rate
+    result = norms.granulated_tau(tracks_width, gap, {"width": width, "lr": lr}, fixed={"seed": seed})
+    assert result.psi["width"] == pytest.approx(1.0)
+    assert np.isnan(result.psi["lr"]) and result.undefined["lr"] == 6 and result.groups["lr"] == 0
+    # a measure of the gap itself scores 1 on every hyperparameter; its negative −1
+    both = norms.granulated_tau(gap, gap, {"width": width, "lr": lr}, fixed={"seed": seed})
+    assert both.psi == {"width": 1.0, "lr": 1.0} and both.Psi == 1.0 and both.groups == {"width": 4, "lr": 6}
+    assert norms.granulated_tau(-gap, gap, {"width": width, "lr": lr}, fixed={"seed": seed}).Psi == -1.0
+    # ψ is a mean of within-group τ: one group ranked right, the other wrong, gives 0
+    mixed = np.where(np.array(lr) == 0.1, gap, -gap)
+    assert norms.granulated_tau(mixed, gap, {"width": width, "lr": lr}, fixed={"seed": seed}).psi["width"] == 0.0
+    # against scipy within each group, by hand
+    g = np.random.default_rng(0)
+    noisy = gap + g.normal(0, 0.2, len(gap))
+    by_hand = np.mean([scipy.stats.kendalltau(noisy[idx], gap[idx]).statistic for idx in
+                       (np.flatnonzero((np.array(lr) == r) & (np.array(seed) == s)) for r in (0.1, 0.01) for s in (0, 1))])
+    got = norms.granulated_tau(noisy, gap, {"width": width, "lr": lr}, fixed={"seed": seed}).psi["width"]
+    assert got == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_granulated_tau_refuses_a_grid_that_is_not_factorial():
+    with pytest.raises(ValueError, match="with {'lr': 2} do not vary 'width'"):
+        norms.granulated_tau([1.0, 2.0, 3.0], [1.0, 2.0, 4.0], {"width": [1, 1, 2], "lr": [1, 2, 1]})
+    with pytest.raises(ValueError, match="NaN"):
+        norms.granulated_tau([1.0, float("nan")], [1.0, 2.0], {"width": [1, 2]})
