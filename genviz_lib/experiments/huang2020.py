@@ -24,6 +24,7 @@ same settings, it reads its result back instead of computing it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -319,8 +320,11 @@ def basin_summary(model: torch.nn.Module, fit: data.Data, cutoffs, directions: i
     ``loss``: the training loss at the minimizer. ``cutoffs``: those of the given cutoffs above it (a cutoff at
     or below the minimizer's own loss has no basin). ``radii`` ``[c, directions]``: basin radii along random unit
     directions (seeded by ``seed``, the same for every model of one size). ``log10_volume``: one per cutoff kept.
-    With ``eigenvalues = k > 0``: the top ``k`` Hessian eigenvalues (Lanczos, started from ``seed``) and ``V_k`` (Wu et al. eq. 13, or
-    ``nan`` when one of them is not positive); with ``frobenius_samples > 0``: ``frobenius`` (eq. 14, ``‖H‖_F²``).
+    With ``eigenvalues = k > 0``: the top ``k`` Hessian eigenvalues (Lanczos, started from ``seed``, in float64 as
+    every Hessian quantity here) and ``V_k`` (Wu et al. eq. 13, or
+    ``nan`` when one of them is not positive); with ``frobenius_samples > 0``: ``frobenius`` (eq. 14, ``‖H‖_F²``) and, from
+    as many exact Hessian-vector products, ``frobenius_exact`` and its standard error ``frobenius_exact_se``
+    (:func:`~genviz_lib.curvature.hessian_frobenius`).
     ``r_min`` is where bracketing starts (see :func:`~genviz_lib.volume.basin_radius`); starting near the expected
     radius saves evaluations on large nets.
     """
@@ -338,6 +342,10 @@ def basin_summary(model: torch.nn.Module, fit: data.Data, cutoffs, directions: i
         r = volume.basin_radius(f, theta, phis, kept, rtol=rtol, r_min=r_min)
         out.update(radii=r.radii, at_cap=r.n_at_cap.tolist(),
                    log10_volume=(volume.log_volume(r.radii, n) / math.log(10)).tolist())
+    if eigenvalues or frobenius_samples:
+        # the Hessian in float64: at a training loss near 1e-8 a float32 Hessian is mostly rounding
+        double = copy.deepcopy(model).double()
+        f, theta = landscape.objective(double, fit.X.double(), fit.y), landscape.flatten(double)
     if eigenvalues:
         # Lanczos starts from the seeded generator: from the global stream, the eigenvalues would depend
         # on what ran before in the process (what was trained, and what was read from the cache instead)
@@ -348,6 +356,8 @@ def basin_summary(model: torch.nn.Module, fit: data.Data, cutoffs, directions: i
     if frobenius_samples:
         out["frobenius"] = curvature.frobenius_estimate(f, theta, samples=frobenius_samples,
                                                         generator=torch.Generator().manual_seed(seed))[0]
+        out["frobenius_exact"], out["frobenius_exact_se"] = curvature.hessian_frobenius(
+            f, theta, samples=max(frobenius_samples, 4), generator=torch.Generator().manual_seed(seed))
     return out
 
 
