@@ -1,7 +1,7 @@
 # genviz — one-command set-up, book build, tests and benchmarks.
 #   make book   set up, execute every chapter in the `book` profile, build _build/html (warnings are errors)
 #   make test   set up, unit tests + every chapter in the `quick` profile under nbval + pair check + book build
-#   make bench  fast paths against plain reference paths, with the ratios
+#   make bench  genviz against plain reference paths and the peer libraries on the same work, with the ratios
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -55,7 +55,12 @@ test-colab: setup
 	$(BIN)/python tools/colab_check.py --widgets 7
 	$(BIN)/python tools/colab_check.py --widgets 8
 
-bench: setup
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) bench/constraints.txt
+	$(BIN)/pip install -q --no-compile -c bench/constraints.txt -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: setup $(BENCH_STAMP)
 	$(BIN)/python bench/run.py
 
 # Optional (not part of `make test`): click through a built page's widget in headless Chromium.
