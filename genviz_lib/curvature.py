@@ -358,14 +358,6 @@ def _orthonormal_rows(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return Q.T, R
 
 
-def _check_budget(samples: int, method: str, n: int) -> None:
-    if method not in TRACE_METHODS:
-        raise ValueError(f"method must be one of {', '.join(TRACE_METHODS)}, got {method!r}")
-    least = {"krylov": 4, "xtrace": 4, "hutch++": 4, "hutchinson": 2}[method]
-    if samples < least:
-        raise ValueError(f"{method} needs at least {least} products for a standard error, got {samples}")
-
-
 def _exact_by_columns(op: HessianOperator, what: str) -> Estimate:
     """When the budget reaches ``n``: the exact value from the ``n`` columns (no sampling error)."""
     H = op.matmat(torch.eye(op.n, dtype=op.dtype, device=op.device)).to(torch.float64)
@@ -382,16 +374,40 @@ def _krylov_deflation(op: HessianOperator, steps: int, generator) -> tuple[torch
     return Q, vals, residuals
 
 
-def _deflated(op: HessianOperator, samples: int, generator, what: str) -> Estimate:
-    """Half the budget to Lanczos (the top of the spectrum, exactly on its Krylov space), the rest to Hutchinson on
-    the orthogonal complement: ``tr H = tr(QᵀHQ) + tr((I − QQᵀ)H(I − QQᵀ))`` and likewise for ``‖H‖_F²``."""
-    Q, vals, residuals = _krylov_deflation(op, samples // 2, generator)
-    exact = float(vals.sum()) if what == "trace" else float(vals.pow(2).sum() + residuals.pow(2).sum())
-    G = _rademacher(samples - len(vals), op.n, generator, torch.float64, op.device)
+def _projected(op: HessianOperator, samples: int, method: str, generator, what: str) -> Estimate:
+    """``tr H`` or ``‖H‖_F²`` as an exact part on the span of an orthonormal ``Q`` plus Hutchinson on the rest:
+    ``tr H = tr(QᵀHQ) + tr((I − QQᵀ)H(I − QQᵀ))``, ``‖H‖_F² = ‖HQ‖_F² + ‖H(I − QQᵀ)‖_F²`` for any ``Q``, so the
+    estimate is unbiased and its standard error is the rest's. ``Q`` is a Lanczos basis from half the budget
+    (``"krylov"``), an orthonormal basis of ``HS`` for a third of it with ``HQ`` for another third (``"hutch++"``),
+    or empty (``"hutchinson"``)."""
+    H = _float64_products(op)
+    draw = lambda k: _rademacher(k, op.n, generator, torch.float64, op.device)
+    if method == "krylov":
+        Q, vals, residuals = _krylov_deflation(op, samples // 2, generator)
+        exact = float(vals.sum()) if what == "trace" else float(vals.pow(2).sum() + residuals.pow(2).sum())
+    elif method == "hutch++":
+        Q, _ = _orthonormal_rows(H(draw(samples // 3)))
+        HQ = H(Q)
+        exact = float((HQ * Q).sum()) if what == "trace" else float(HQ.pow(2).sum())
+    else:
+        Q, exact = torch.zeros(0, op.n, dtype=torch.float64, device=op.device), 0.0
+    used = len(Q) * (2 if method == "hutch++" else 1)
+    G = draw(samples - used)
     G = G - (G @ Q.T) @ Q
-    HG = _float64_products(op)(G)
+    HG = H(G)
     terms = (HG * G).sum(1) if what == "trace" else HG.pow(2).sum(1)
     return Estimate(exact + float(terms.mean()), float(terms.std() / math.sqrt(len(G))))
+
+
+def _operator_or_exact(f, theta, samples, method, methods, what):
+    """Checks, then ``(operator, None)``, or ``(None, exact value)`` when the budget reaches ``n``."""
+    if method not in methods:
+        raise ValueError(f"method must be one of {', '.join(methods)}, got {method!r}")
+    least = 2 if method == "hutchinson" else 4
+    if samples < least:
+        raise ValueError(f"{method} needs at least {least} products for a standard error, got {samples}")
+    op = HessianOperator(f, theta)
+    return (None, _exact_by_columns(op, what)) if samples >= op.n else (op, None)
 
 
 def hessian_trace(f: Objective, theta: torch.Tensor, samples: int = 100, method: str = "krylov",
@@ -414,27 +430,13 @@ def hessian_trace(f: Objective, theta: torch.Tensor, samples: int = 100, method:
 
     All products come from one :class:`HessianOperator`. A budget of at least ``n`` gives the exact trace.
     """
-    _check_budget(samples, method, theta.numel())
-    op = HessianOperator(f, theta)
-    n = op.n
-    if samples >= n:
-        return _exact_by_columns(op, "trace")
-    if method == "krylov":
-        return _deflated(op, samples, generator, "trace")
+    op, exact = _operator_or_exact(f, theta, samples, method, TRACE_METHODS, "trace")
+    if exact is not None:
+        return exact
+    if method != "xtrace":
+        return _projected(op, samples, method, generator, "trace")
     H = _float64_products(op)
-    draw = lambda k: _rademacher(k, n, generator, torch.float64, theta.device)
-    if method == "hutchinson":
-        V = draw(samples)
-        quad = (H(V) * V).sum(1)
-        return Estimate(float(quad.mean()), float(quad.std() / math.sqrt(samples)))
-    if method == "hutch++":
-        k = samples // 3
-        Q, _ = _orthonormal_rows(H(draw(k)))
-        exact = float((H(Q) * Q).sum())
-        G = draw(samples - 2 * k)
-        G = G - (G @ Q.T) @ Q
-        quad = (H(G) * G).sum(1)
-        return Estimate(exact + float(quad.mean()), float(quad.std() / math.sqrt(len(G))))
+    draw = lambda k: _rademacher(k, op.n, generator, torch.float64, theta.device)
     k = samples // 2
     W = draw(k)
     Y = H(W)  # rows: H wᵢ
@@ -469,28 +471,8 @@ def hessian_frobenius(f: Objective, theta: torch.Tensor, samples: int = 100, met
     :func:`frobenius_estimate` (eq. 14) no difference quotient is taken, so ReLU switches and rounding do not
     enter. A budget of at least ``n`` gives the exact value.
     """
-    if method not in FROBENIUS_METHODS:
-        raise ValueError(f"method must be one of {', '.join(FROBENIUS_METHODS)}, got {method!r}")
-    _check_budget(samples, method, theta.numel())
-    op = HessianOperator(f, theta)
-    n = op.n
-    if samples >= n:
-        return _exact_by_columns(op, "frobenius")
-    if method == "krylov":
-        return _deflated(op, samples, generator, "frobenius")
-    H = _float64_products(op)
-    draw = lambda k: _rademacher(k, n, generator, torch.float64, theta.device)
-    exact, G = 0.0, None
-    if method == "hutch++":
-        k = samples // 3
-        Q, _ = _orthonormal_rows(H(draw(k)))
-        exact = float(H(Q).pow(2).sum())
-        G = draw(samples - 2 * k)
-        G = G - (G @ Q.T) @ Q
-    else:
-        G = draw(samples)
-    squares = H(G).pow(2).sum(1)
-    return Estimate(exact + float(squares.mean()), float(squares.std() / math.sqrt(len(G))))
+    op, exact = _operator_or_exact(f, theta, samples, method, FROBENIUS_METHODS, "frobenius")
+    return exact if exact is not None else _projected(op, samples, method, generator, "frobenius")
 
 
 @dataclasses.dataclass
