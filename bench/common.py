@@ -7,10 +7,16 @@ A benchmark returns a :class:`Row`: the work, genviz's time and each other way's
 
 from __future__ import annotations
 
+import copy
+import ctypes
 import dataclasses
 import gc
 import statistics
 import time
+
+import torch
+
+from genviz_lib import landscape, losses
 
 
 def timed(fn):
@@ -70,3 +76,34 @@ class Row:
             out.append(f"  other     {self._fmt(t_other)}  {other}   ratio {t_other / t:5.2f}×")
         out += [f"  {note}" for note in self.notes]
         return out
+
+
+def _loop_objective(model, X, y):
+    """The plain way: write each parameter vector into the model and run a forward pass."""
+    probe = copy.deepcopy(model).eval()
+
+    @torch.no_grad()
+    def f(Theta):
+        out = []
+        for theta in Theta:
+            landscape.unflatten(probe, theta)
+            out.append(losses.cross_entropy(probe(X), y).mean())
+        return torch.stack(out)
+
+    return f
+
+
+def _steady_allocator() -> str:
+    """Keep glibc from handing large tensors back to the OS between forward passes.
+
+    With its default (dynamic) thresholds, glibc serves a multi-megabyte activation from a fresh
+    ``mmap`` or a freshly grown heap at unpredictable times, and the page faults can double the time
+    of a conv net's forward pass — so whichever path ran first looked 1.7× faster or slower. Fixed
+    thresholds make both paths pay the same; it changes nothing else."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+        return "glibc thresholds fixed" if ok else "glibc mallopt refused"
+    except OSError:
+        return "not glibc: allocator left as is"
