@@ -35,13 +35,23 @@ from .landscape import ModelObjective, Objective, loss_at
 from .landscape import parameters as landscape_parameters
 
 
+try:  # one C++ call each to split a flat vector into views shaped like tensors and to join tensors into one
+    from torch._utils import _flatten_dense_tensors as _flatten
+    from torch._utils import _unflatten_dense_tensors as _unflatten
+except ImportError:  # pragma: no cover - the same, in Python
+    _flatten = lambda tensors: torch.cat([t.reshape(-1) for t in tensors])
+    _unflatten = lambda flat, like: [p.view_as(t) for p, t in zip(flat.split([t.numel() for t in like]), like)]
+
+
 def _model_loss(f: ModelObjective, params: dict) -> torch.Tensor:
     """The mean loss of a model objective at the parameters ``params`` (name → tensor), without ``vmap``."""
     was_training = f.model.training
     f.model.train(f.train_mode)
     try:
-        total = sum(f.loss(functional_call(f.model, (params, f.buffers), (X,)), y).sum() for X, y in f.data_chunks())
-        return total / len(f.X)
+        chunks = list(f.data_chunks())
+        if len(chunks) == 1:
+            return f.loss(functional_call(f.model, (params, f.buffers), (f.X,)), f.y).mean()
+        return sum(f.loss(functional_call(f.model, (params, f.buffers), (X,)), y).sum() for X, y in chunks) / len(f.X)
     finally:
         f.model.train(was_training)
 
@@ -84,11 +94,11 @@ class HessianOperator:
         point = theta.detach().clone()
         if isinstance(f, ModelObjective):
             params = landscape_parameters(f.model)
-            # one flat leaf per parameter, viewed in its shape inside the graph: products then take and give
-            # flat pieces, with no reshaping outside the graph
+            # one leaf per parameter, in its own shape, as the model's parameters are
             self._sizes = [p.numel() for _, p in params]
-            self._leaves = [t.clone().requires_grad_(True) for t in point.split(self._sizes)]
-            loss = lambda: _model_loss(f, {name: leaf.view(p.shape) for (name, p), leaf in zip(params, self._leaves)})
+            self._leaves = [t.view(p.shape).clone().requires_grad_(True)
+                            for t, (_, p) in zip(point.split(self._sizes), params)]
+            loss = lambda: _model_loss(f, {name: leaf for (name, _), leaf in zip(params, self._leaves)})
         else:
             self._sizes, self._leaves = [self.n], [point.requires_grad_(True)]
             loss = lambda: _scalar(f)(self._leaves[0])
@@ -109,20 +119,26 @@ class HessianOperator:
     @property
     def gradient(self) -> torch.Tensor:
         """``∇f(θ)``."""
-        return torch.cat([torch.zeros(s, dtype=self.dtype, device=self.device) if g is None else g.detach()
+        return torch.cat([torch.zeros(s, dtype=self.dtype, device=self.device) if g is None else g.detach().reshape(-1)
                           for g, s in zip(self._grads, self._sizes)])
 
     def _backward(self, V: torch.Tensor, batched: bool) -> torch.Tensor:
         """Products for ``V: [k, n]`` in one batched backward pass, or ``V: [n]`` in a plain one."""
-        pieces = V.split(self._sizes, dim=-1)
+        if not batched and self._all_live:
+            # one vector: split into the leaves' shapes and joined again by one call each (as DDP does)
+            return _flatten(torch.autograd.grad(self._live, self._leaves, _unflatten(V, self._leaves),
+                                                retain_graph=True))
+        lead = V.shape[:-1]
+        pieces = [p.view(*lead, *leaf.shape) for p, leaf in zip(V.split(self._sizes, dim=-1), self._leaves)]
         if self._all_live:
-            return torch.cat(torch.autograd.grad(self._live, self._leaves, pieces, retain_graph=True,
-                                                 is_grads_batched=batched), dim=-1)
-        live = [p for p, c in zip(pieces, self._constant) if not c]
-        out = iter(torch.autograd.grad(self._live, self._leaves, live, retain_graph=True, allow_unused=True,
-                                       is_grads_batched=batched) if live else ())
-        parts = [None if c else next(out) for c in self._constant]
-        return torch.cat([torch.zeros_like(p) if o is None else o for o, p in zip(parts, pieces)], dim=-1)
+            out = torch.autograd.grad(self._live, self._leaves, pieces, retain_graph=True, is_grads_batched=batched)
+        else:
+            live = iter(torch.autograd.grad(self._live, self._leaves, [p for p, c in zip(pieces, self._constant)
+                                                                        if not c], retain_graph=True,
+                                            allow_unused=True, is_grads_batched=batched) if self._live else ())
+            out = [torch.zeros_like(p) if c else next(live) for p, c in zip(pieces, self._constant)]
+            out = [torch.zeros_like(p) if o is None else o for o, p in zip(out, pieces)]
+        return torch.cat([o.reshape(*lead, -1) for o in out], dim=-1) if len(out) > 1 else out[0].reshape(*lead, -1)
 
     def _loop(self, V: torch.Tensor) -> torch.Tensor:
         return torch.stack([self._backward(v, False) for v in V])
