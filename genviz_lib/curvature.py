@@ -31,7 +31,7 @@ import warnings
 import torch
 from torch.func import functional_call, grad
 
-from .landscape import ModelObjective, Objective, loss_at
+from .landscape import ModelObjective, Objective, _split, loss_at
 from .landscape import parameters as landscape_parameters
 
 
@@ -59,10 +59,7 @@ def _model_loss(f: ModelObjective, params: dict) -> torch.Tensor:
 def _scalar(f: Objective):
     """``θ ↦ f(θ)`` for one flat vector, differentiable (a model objective evaluates it without ``vmap``)."""
     if isinstance(f, ModelObjective):
-        names = [name for name, _ in landscape_parameters(f.model)]
-        shapes = [p.shape for _, p in landscape_parameters(f.model)]
-        return lambda t: _model_loss(f, {k: p.view(s) for k, p, s in
-                                         zip(names, t.split([math.prod(s) for s in shapes]), shapes)})
+        return lambda t: _model_loss(f, _split(f.model, t))
     return lambda t: f(t[None])[0]
 
 
