@@ -117,6 +117,7 @@ def bench_hvp(name: str) -> Row:
     theta = landscape.flatten(net)
     v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(0), dtype=theta.dtype)
     op = curvature.HessianOperator(f, theta)
+    plain = curvature.HessianOperator(f, theta, engine="autograd")
     ph, he, cl = _peer_operators(net, X, y)
     vs = _split_like(net, v)
     ours = op @ v
@@ -124,15 +125,19 @@ def bench_hvp(name: str) -> Row:
                he.matvec(v), "curvlinops": cl @ v}
     gap = max(float((a - ours).abs().max() / ours.abs().max()) for a in answers.values())
     repeats = 40 if name != "cnn" else 5
-    t = _interleaved({"genviz": lambda: op @ v,
+    t = _interleaved({"genviz": lambda: op @ v, "autograd": lambda: plain @ v,
                       "PyHessian": lambda: hessian_vector_product(ph.gradsH, ph.params, vs),
                       "hessian-eigenthings": lambda: he.matvec(v),
                       "curvlinops": lambda: cl @ v}, repeats)
     V = torch.randn(32, theta.numel(), generator=torch.Generator().manual_seed(1), dtype=theta.dtype)
     _, t_batched = best_of(lambda: op.matmat(V, block=32), repeats=3)
     _, t_loop = best_of(lambda: op.matmat(V, block=1), repeats=3)
+    _, t_plain_batched = best_of(lambda: plain.matmat(V, block=32), repeats=3)
     _, t_flat = best_of(lambda: _flat(hessian_vector_product(ph.gradsH, ph.params, _split_like(net, v))), repeats=20)
-    return Row(f"one Hessian-vector product, {_describe(name)}", ("HessianOperator @ v (graph kept)", t["genviz"]),
+    other = (f"genviz's autograd engine (double backward, graph kept) {1e3 * t['autograd']:.3f} ms, interleaved "
+             f"with the rest" if op.engine == "explicit" else "")
+    return Row(f"one Hessian-vector product, {_describe(name)}", (f"HessianOperator @ v ({op.engine} engine)",
+                                                                  t["genviz"]),
                [("PyHessian (graph kept)", t["PyHessian"]),
                 ("hessian-eigenthings (graph rebuilt per product)", t["hessian-eigenthings"]),
                 ("curvlinops (forward-over-reverse, per product)", t["curvlinops"])],
@@ -140,8 +145,9 @@ def bench_hvp(name: str) -> Row:
                 f"gives a list of tensors); largest relative gap to genviz {gap:.1e}",
                 f"PyHessian with a flat vector in and out, as Lanczos needs it: {1e3 * t_flat:.3f} ms "
                 f"(median of 20, not interleaved)",
-                f"32 products at one point: {1e3 * t_batched / 32:.3f} ms each in one batched backward pass, "
-                f"{1e3 * t_loop / 32:.3f} ms each one pass at a time"],
+                f"32 products at one point: {1e3 * t_batched / 32:.3f} ms each as one block, "
+                f"{1e3 * t_loop / 32:.3f} ms each one at a time; the autograd engine's batched backward pass "
+                f"{1e3 * t_plain_batched / 32:.3f} ms each"] + ([other] if other else []),
                unit="ms")
 
 

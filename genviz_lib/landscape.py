@@ -64,13 +64,18 @@ def _split(model: nn.Module, theta: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
+def squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example ``‖out − y‖²`` for outputs ``[.., N, C]`` and targets ``[N, C]`` (the objectives' ``loss="mse"``)."""
+    return (out - y).pow(2).sum(-1)
+
+
 def _per_example_losses(kind):
     if callable(kind):
         return kind
     if kind == "ce":
         return cross_entropy
     if kind == "mse":
-        return lambda out, y: (out - y).pow(2).flatten(1).sum(1)
+        return squared_error
     raise ValueError(f"unknown loss {kind!r}: use 'ce', 'mse' or a function (outputs, labels) → per-example losses")
 
 
