@@ -215,8 +215,8 @@ def _progress_info(train_acc: torch.Tensor, test_acc: torch.Tensor | None, activ
 
 
 def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, optimizer, lr, optimizer_kwargs,
-         steps, epochs, batch_size, poison, poison_factor, poison_schedule, poison_batch_size, attack,
-         attack_weight, attack_batch_size, confusion, clip_grad_norm, scheduler, eval_every, checkpoint_every,
+         steps, epochs, batch_size, poison, poison_factor, poison_schedule, poison_batch_size, weight_penalty,
+         attack, attack_weight, attack_batch_size, confusion, clip_grad_norm, scheduler, eval_every, checkpoint_every,
          stop_at_loss, stop_at_accuracy, seed, device, progress, desc):
     stacked = isinstance(model, MLPEnsemble)
     device = get_device(device)
@@ -227,6 +227,11 @@ def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, opti
     if ((beta < 0) | (beta > 1)).any():
         raise ValueError(f"poison_factor must lie in [0, 1], got {beta.tolist()}")
     beta = beta.expand(members).to(device)
+    lam = torch.as_tensor(weight_penalty, dtype=torch.float32).reshape(-1)
+    if lam.numel() not in (1, members) or bool((lam < 0).any()):
+        raise ValueError(f"weight_penalty needs 1 or {members} non-negative values, got {lam.tolist()}")
+    lam = lam.expand(members).to(device)
+    penalized = bool((lam > 0).any())
     poisoned = bool((beta > 0).any())
     if poisoned and (poison is None or len(poison) == 0):
         raise ValueError("poison_factor > 0 needs a poison set: pass poison=... (e.g. swiss_roll(n_poison=200).poison)")
@@ -272,6 +277,8 @@ def _fit(model: nn.Module, members: int, train: Data, test: Data | None, *, opti
             loss = cross_entropy(out, b.y).mean(-1)
         if a is not None:
             loss = loss + attack_weight * cross_entropy(model(a.X), a.y).mean(-1)
+        if penalized:  # ½λ‖θ‖² per member (weight decay as a term of the loss, not decoupled)
+            loss = loss + 0.5 * lam * sum(p.pow(2).flatten(1).sum(1) if stacked else p.pow(2).sum() for p in params)
         if not torch.isfinite(loss).all():
             bad = int((~torch.isfinite(loss.reshape(-1))).nonzero()[0])
             who = f" (ensemble member {bad})" if members > 1 else ""
@@ -344,7 +351,8 @@ def train(model: nn.Module, train: Data, test: Data | None = None, *, optimizer=
           optimizer_kwargs: dict | None = None, steps: int | None = None, epochs: int | None = None,
           batch_size: int | None = None, poison: Data | None = None, poison_factor: float = 0.0,
           poison_schedule: Callable[[int], float] | None = None, poison_batch_size: int | None = None,
-          attack: Data | None = None, attack_weight: float = 1.0, attack_batch_size: int | None = None,
+          weight_penalty: float = 0.0, attack: Data | None = None, attack_weight: float = 1.0,
+          attack_batch_size: int | None = None,
           confusion: Data | None = None, clip_grad_norm: float | None = None, scheduler: Callable | None = None,
           eval_every: int | None = None, checkpoint_every: int | None = None,
           stop_at_loss: float | None = None, stop_at_accuracy: float | None = None, seed: int = 0,
@@ -362,6 +370,8 @@ def train(model: nn.Module, train: Data, test: Data | None = None, *, optimizer=
             its true labels and a fresh batch of it is drawn each step. ``poison_schedule(step)`` multiplies
             the poison factor (the result clipped to [0, 1]); Huang et al.'s code raises it in steps while
             the learning rate falls.
+        weight_penalty: ``λ``, adding ``½λ‖θ‖²`` to the training loss (weight decay as an L2 term, which Adam
+            scales like the rest of the gradient; not AdamW's decoupled decay).
         attack, attack_weight: Wu et al.'s attack set (eq. 12; labels already wrong, see :func:`attack_set`)
             and its weight λ; ``attack_batch_size`` attack points per step (``None``: as many as ``batch_size``).
         confusion: Neyshabur et al.'s confusion set (random labels, see :func:`confusion_set`), fitted with
@@ -386,7 +396,8 @@ def train_ensemble(models: Sequence[MLP] | MLPEnsemble, train: Data, test: Data 
                    steps: int | None = None, epochs: int | None = None, batch_size: int | None = None,
                    poison: Data | None = None, poison_factor: float | Sequence[float] | torch.Tensor = 0.0,
                    poison_schedule: Callable[[int], float] | None = None, poison_batch_size: int | None = None,
-                   attack: Data | None = None, attack_weight: float = 1.0, attack_batch_size: int | None = None,
+                   weight_penalty: float | Sequence[float] = 0.0, attack: Data | None = None,
+                   attack_weight: float = 1.0, attack_batch_size: int | None = None,
                    confusion: Data | None = None, clip_grad_norm: float | None = None, scheduler: Callable | None = None,
                    eval_every: int | None = None, checkpoint_every: int | None = None,
                    stop_at_loss: float | None = None, stop_at_accuracy: float | None = None, seed: int = 0,
@@ -394,7 +405,8 @@ def train_ensemble(models: Sequence[MLP] | MLPEnsemble, train: Data, test: Data 
     """Train ``K`` MLPs of one architecture jointly as one batched model.
 
     Every member follows the same batches and poison draws as :func:`train` with the same ``seed``
-    would give it, its own poison factor (``poison_factor`` may hold ``K`` values), its own gradient
+    would give it, its own poison factor and weight penalty (``poison_factor`` and ``weight_penalty`` may hold
+    ``K`` values), its own gradient
     clipping and its own stopping step, so member ``k`` ends where training it alone ends (up to
     floating-point rounding). Optimizers must act elementwise (Adam, SGD, RMSprop…; not LBFGS).
     Returns one :class:`TrainResult` per member, with the member as a stand-alone :class:`MLP`. The keyword

@@ -303,3 +303,25 @@ def test_clean_and_poisoned_start_alike_and_differ_only_in_beta(svhn_root):
         train.clean_and_poisoned(make, data.load_svhn(n_train=20, n_test=10, root=svhn_root), 0.5, **opts)
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         train.clean_and_poisoned(make, svhn, 0.0, **opts)
+
+
+def test_weight_penalty_is_half_lambda_times_the_squared_norm_per_member(roll):
+    # one plain SGD step from θ₀: θ₁ = θ₀ − lr (∇ mean CE(θ₀) + λ θ₀), member by member
+    d = Data(roll.train.X.double(), roll.train.y)
+    torch.manual_seed(0)
+    nets = [models.swiss_roll_net().double() for _ in range(2)]
+    lams, lr = [0.0, 0.5], 0.1
+    expected = []
+    for net, lam in zip(nets, lams):
+        loss = losses.cross_entropy(net(d.X), d.y).mean()
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        expected.append([p.detach() - lr * (g + lam * p.detach()) for p, g in zip(net.parameters(), grads)])
+    got = train.train_ensemble(nets, d, optimizer="sgd", lr=lr, steps=1, weight_penalty=lams, progress=False)
+    for r, want in zip(got, expected):
+        for a, b in zip(r.model.parameters(), want):
+            torch.testing.assert_close(a.detach(), b, rtol=1e-12, atol=1e-12)
+    alone = train.train(nets[1], d, optimizer="sgd", lr=lr, steps=1, weight_penalty=0.5, progress=False)
+    for a, b in zip(alone.model.parameters(), expected[1]):
+        torch.testing.assert_close(a.detach(), b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="weight_penalty"):
+        train.train_ensemble(nets, d, steps=1, weight_penalty=[0.1, 0.2, 0.3], progress=False)

@@ -15,9 +15,12 @@ recomputes its results.
 - :mod:`~genviz_lib.experiments.neyshabur2017` — Neyshabur et al. (2017): sharpness and PAC-Bayes over a
   family of nets (chapter 3);
 - :mod:`~genviz_lib.experiments.poggio2020` — Poggio et al. (2020): the normalized loss of a family of
-  minimizers (chapters 1 and 5).
+  minimizers (chapters 1 and 5);
+- :mod:`~genviz_lib.experiments.scoreboard` — chapter 6's zoo of nets, every measure on each, and their scores;
+- :mod:`~genviz_lib.experiments.dziugaite2017` — Dziugaite and Roy (2017): a non-vacuous PAC-Bayes bound
+  (chapter 6).
 """
 
-from . import huang2020, neyshabur2017, poggio2020, settings, wu2017
+from . import dziugaite2017, huang2020, neyshabur2017, poggio2020, scoreboard, settings, wu2017
 
-__all__ = ["huang2020", "neyshabur2017", "poggio2020", "settings", "wu2017"]
+__all__ = ["dziugaite2017", "huang2020", "neyshabur2017", "poggio2020", "scoreboard", "settings", "wu2017"]
