@@ -119,3 +119,4 @@ def test_the_published_tau_is_scipys_recomputed_from_the_csv(quick, tmp_path):
         expected = scipy.stats.kendalltau([float(r[name]) for r in kept], [float(r["gap"]) for r in kept]).statistic
         assert tau == pytest.approx(expected, abs=1e-12)
     assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in paths)  # readable by the web server that publishes them

@@ -14,6 +14,11 @@
 3. It replaces the notebook behind each chapter page's download button (by default the executed MyST
    source, whose roles and directives Jupyter shows raw) with the chapter's launch notebook carrying
    that same run's outputs, the glued values written into its text (``tools/launch_notebooks.py``).
+4. It publishes the data a chapter wrote for its readers: every file ``data/results/*-<profile>.*`` of this
+   build's profile (``GENVIZ_PROFILE``, else ``book``) is copied to ``data/results/`` of the HTML output,
+   where the chapters' links point. A link the chapter prints to a file that is not there is a warning
+   (an error under ``-W``), so a page never links to data that is missing, and no other profile's files are
+   published beside it.
 """
 
 import json
@@ -30,6 +35,7 @@ def setup(app):
     app.connect("env-get-outdated", outdated_by_the_library)
     app.connect("source-read", stamp_the_library)
     app.connect("build-finished", write_reader_notebooks)
+    app.connect("build-finished", publish_results)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -81,3 +87,30 @@ def write_reader_notebooks(app, exception):
         glued = json.loads(store.read_text()) if store.exists() else {}
         nb = launch_notebooks.executed_notebook(md, nbformat.read(run, as_version=4), glued, root)
         nbformat.write(nb, target)
+
+
+RESULT_LINK = re.compile(r'href="\.\./data/results/([^"/]+)"')
+
+
+def publish_results(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    import shutil
+
+    from sphinx.util import logging
+
+    from genviz_lib.config import data_root
+
+    profile = os.environ.get("GENVIZ_PROFILE", "book")
+    source, target = data_root() / "results", Path(app.outdir) / "data" / "results"
+    shutil.rmtree(target, ignore_errors=True)
+    files = sorted(source.glob(f"*-{profile}.*")) if source.is_dir() else []
+    for f in files:
+        if re.fullmatch(rf"[\w.-]+-{re.escape(profile)}(-\w+)?\.(csv|json)", f.name):
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target / f.name)
+    log = logging.getLogger(__name__)
+    for page in sorted((Path(app.outdir) / "chapters").glob("*.html")):
+        for name in RESULT_LINK.findall(page.read_text()):
+            if not (target / name).exists():
+                log.warning(f"{page.name} links to data/results/{name}, which this build did not produce")

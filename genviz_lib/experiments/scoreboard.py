@@ -366,6 +366,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+        os.chmod(tmp, 0o644)  # readable like any other published file (mkstemp makes it private)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
