@@ -47,7 +47,8 @@ def test_the_book_build_extension_marks_the_build(monkeypatch):
     app = types.SimpleNamespace(connect=lambda event, handler: connected.append(event))
     assert not notebook.in_book_build()
     module.setup(app)
-    assert notebook.in_book_build() and connected == ["env-get-outdated", "source-read", "build-finished"]
+    assert notebook.in_book_build() and connected == ["env-get-outdated", "source-read", "build-finished",
+                                                      "build-finished"]
 
 
 def test_setup_checks_the_profile_and_the_data_before_anything_else(monkeypatch, tmp_path, capsys):
@@ -74,3 +75,33 @@ def test_setup_checks_the_profile_and_the_data_before_anything_else(monkeypatch,
         assert len(asked) == 3  # a wrong profile stops before the data check
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_book_publishes_its_profiles_results_and_flags_a_missing_one(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "book" / "_ext" / "genviz_book.py"
+    spec = importlib.util.spec_from_file_location("genviz_book", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = tmp_path / "data" / "results"
+    results.mkdir(parents=True)
+    for name in ("scoreboard-book.csv", "scoreboard-book-tau.csv", "bound-book.json", "scoreboard-quick.csv"):
+        (results / name).write_text(name)
+    out = tmp_path / "html"
+    (out / "chapters").mkdir(parents=True)
+    (out / "data" / "results").mkdir(parents=True)
+    (out / "data" / "results" / "stale-book.csv").write_text("from an earlier build")
+    (out / "chapters" / "06.html").write_text('<a href="../data/results/scoreboard-book.csv">a</a> '
+                                              '<a href="../data/results/missing-book.json">b</a>')
+    monkeypatch.setenv("GENVIZ_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GENVIZ_PROFILE", "book")
+    warnings = []
+    monkeypatch.setattr("sphinx.util.logging.getLogger",
+                        lambda name: types.SimpleNamespace(warning=warnings.append))
+    app = types.SimpleNamespace(outdir=str(out), builder=types.SimpleNamespace(format="html"))
+    module.publish_results(app, None)
+    published = sorted(p.name for p in (out / "data" / "results").iterdir())
+    assert published == ["bound-book.json", "scoreboard-book-tau.csv", "scoreboard-book.csv"]
+    assert len(warnings) == 1 and "missing-book.json" in warnings[0]
