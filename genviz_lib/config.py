@@ -200,6 +200,27 @@ def data_root() -> Path:
     return _checkout_data_dir() or Path.home() / ".cache" / "genviz-data"
 
 
+def results_dir() -> Path:
+    """Where chapters write the data behind their pages: ``results/`` of :func:`data_root` (``data/results`` of
+    a checkout). The book build publishes the files of its profile from here."""
+    return data_root() / "results"
+
+
+def publish_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it, renamed into place when complete (a reader
+    never sees half a file, a crash leaves the old one), readable by everyone like any published file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{_tmp_suffix()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def _canonical(obj: Any) -> Any:
     """Turn a configuration into plain JSON values, refusing what cannot be hashed faithfully."""
     if obj is None or isinstance(obj, (bool, str)):

@@ -189,3 +189,12 @@ def test_data_root_of_a_pip_install_is_in_the_home_folder(monkeypatch, tmp_path)
     assert config.default_cache_dir() == tmp_path / ".cache" / "genviz"
     monkeypatch.setenv("GENVIZ_DATA_DIR", str(tmp_path / "d"))
     assert config.data_root() == tmp_path / "d"
+
+
+def test_publish_text_replaces_whole_files_readable_by_all_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    path = config.publish_text(tmp_path / "results" / "x-book.csv", "a,b\r\n1,2\r\n")
+    assert path.read_bytes() == b"a,b\r\n1,2\r\n" and path.stat().st_mode & 0o777 == 0o644
+    monkeypatch.setattr(config.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        config.publish_text(path, "new")
+    assert path.read_text() == "a,b\n1,2\n" and [p.name for p in path.parent.iterdir()] == ["x-book.csv"]

@@ -99,10 +99,10 @@ def publish_results(app, exception):
 
     from sphinx.util import logging
 
-    from genviz_lib.config import data_root
+    from genviz_lib.config import results_dir
 
     profile = os.environ.get("GENVIZ_PROFILE", "book")
-    source, target = data_root() / "results", Path(app.outdir) / "data" / "results"
+    source, target = results_dir(), Path(app.outdir) / "data" / "results"
     shutil.rmtree(target, ignore_errors=True)
     files = sorted(source.iterdir()) if source.is_dir() else []
     for f in files:  # <name>-<profile>.csv|json and <name>-<profile>-<part>.csv|json

@@ -31,14 +31,13 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
 
 from .. import bounds, data, models, train
-from ..config import Profile, ResultsCache, data_root, get_cache, get_device, get_profile
+from ..config import Profile, ResultsCache, get_cache, get_device, get_profile, publish_text, results_dir
 from .settings import Settings
 
 #: Fashion-MNIST's class names, by label.
@@ -205,21 +204,11 @@ def _plain(obj):
 
 def write_results(result: dict, profile: str | Profile, directory: str | Path | None = None) -> Path:
     """Write ``result`` to ``<directory>/bound-<profile>.json`` (default ``data/results/``, see
-    :func:`~genviz_lib.config.data_root`) through a temporary file renamed into place, so a reader never sees
+    :func:`~genviz_lib.config.results_dir`) through a temporary file renamed into place, so a reader never sees
     half a file. NaN becomes ``null``. Returns the path."""
-    name = get_profile(profile).name
-    folder = Path(directory) if directory is not None else data_root() / "results"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"bound-{name}.json"
-    tmp = folder / f".bound-{name}.json.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(_plain(result), f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    folder = Path(directory) if directory is not None else results_dir()
+    text = json.dumps(_plain(result), indent=1, allow_nan=False) + "\n"
+    return publish_text(folder / f"bound-{get_profile(profile).name}.json", text)
 
 
 def run_and_write(profile: str | Profile | None = None, cache: ResultsCache | None = None, root=None,

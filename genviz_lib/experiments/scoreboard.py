@@ -19,16 +19,15 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import io
 import itertools
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .. import curvature, data, landscape, losses, models, norms, sharpness, train
-from ..config import Profile, ResultsCache, data_root, get_cache, get_profile
+from ..config import Profile, ResultsCache, get_cache, get_profile, publish_text, results_dir
 from .huang2020 import basin_summary
 from .settings import Settings
 
@@ -135,7 +134,7 @@ def load(zoo: Zoo, root=None) -> data.Splits:
     return dataclasses.replace(fm, train=flat(fm.train), test=flat(fm.test), poison=flat(fm.poison))
 
 
-def _net(zoo: Zoo, splits, width: int, depth: int, seed: int) -> models.MLP:
+def _net(splits, width: int, depth: int, seed: int) -> models.MLP:
     torch.manual_seed(seed)
     return models.MLP(splits.train.X.shape[1], [width] * depth, splits.num_classes, bias=False)
 
@@ -155,7 +154,7 @@ def train_zoo(zoo: Zoo, cache: ResultsCache | None = None, root=None, progress: 
     def run(job):
         g = job["group"]
         members = zoo.members()
-        nets = [_net(zoo, splits, g["width"], g["depth"], seed) for _, _, seed in members]
+        nets = [_net(splits, g["width"], g["depth"], seed) for _, _, seed in members]
         inits = [{k: v.clone() for k, v in net.state_dict().items()} for net in nets]
         poisoned = any(beta > 0 for _, beta, _ in members)
         results = train.train_ensemble(
@@ -359,26 +358,19 @@ def scored(table: list[dict]) -> list[dict]:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    """Write rows to ``path`` atomically: a temporary file beside it, renamed into place when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.chmod(tmp, 0o644)  # readable like any other published file (mkstemp makes it private)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write rows to ``path`` as CSV (atomically, see :func:`~genviz_lib.config.publish_text`)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    publish_text(path, text.getvalue())
 
 
 def write_tables(table: list[dict], taus: list[dict], profile: str, results: str | Path | None = None) -> list[Path]:
     """``scoreboard-<profile>.csv`` (one row per net: ``hp_<name>`` columns, ``seed``, errors and losses, ``gap``,
     one column per measure) and ``scoreboard-<profile>-tau.csv`` (the scores) under ``results`` (by default
-    ``results/`` in :func:`~genviz_lib.config.data_root`, ``data/results`` of a checkout)."""
-    results = Path(results) if results is not None else data_root() / "results"
+    :func:`~genviz_lib.config.results_dir`, ``data/results`` of a checkout)."""
+    results = Path(results) if results is not None else results_dir()
     nets = [{**{f"hp_{h}": r[h] for h in HYPERPARAMETERS},
              **{k: v for k, v in r.items() if k not in HYPERPARAMETERS}} for r in table]
     columns = ("measure", "tau", "granulated_tau", "sign_error_mean", "sign_error_worst", "cmi")
