@@ -123,9 +123,10 @@ Fig. 1).
                             "A literal: `{glue:text}`.")
     assert md[3] == "**Figure 1.** The loss, after Li et al. (2018)."
     assert md[4] == "> **Why**\n>\n> Because."
-    assert md[5].startswith("#### Exercise 1\n\nDo it.\n\n<details>\n<summary><b>Solution to Exercise 1</b></summary>")
-    assert '```python\nprint("{glue:text}`not_a_role`")\n```' in md[5] and md[5].endswith("</details>")
-    assert md[6] == "## More\n\nAlso (e.g. Huang et al., 2020) and Huang et al. (2020, §2,\nFig. 1)."
+    assert md[5] == "#### Exercise 1\n\nDo it."
+    assert md[6].startswith("<details>\n<summary><b>Solution to Exercise 1</b></summary>")
+    assert '```python\nprint("{glue:text}`not_a_role`")\n```' in md[6] and md[6].endswith("</details>")
+    assert md[7] == "## More\n\nAlso (e.g. Huang et al., 2020) and Huang et al. (2020, §2,\nFig. 1)."
     assert md[-1].startswith("## Works cited\n\n- **Huang et al. (2020)**.")
     assert md[-1].count("\n- ") == 4 - 1 + 1  # four works, one line each
     (tmp / "chapters" / "y.md").write_text(md_text.replace("{numref}`fig-x`", "{term}`x` {badrole}`x`"))

@@ -12,6 +12,18 @@ book's launch buttons open) from the source with its markdown turned into plain 
 - ``{admonition}`` → a quotation block; ``{exercise}`` → "Exercise k"; ``{solution}`` → a folded
   ``<details>`` block; ``(label)=`` targets are dropped.
 
+A coding exercise's solution is a gated ``{solution-start}`` … ``{solution-end}`` block (sphinx-exercise), whose
+code cells mark the solution with nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION``; the cell tagged
+``check`` after it tests the answer (``genviz_lib.exercises.check``), with an optional ``### BEGIN HIDDEN TESTS``
+region. The launch notebook shows those cells without the markers.
+
+The same translation writes the assignments (:func:`assignment_notebook`, ``make assignments``): the chapter's
+set-up cells and its "Exercises" section, in the ``quick`` profile, as an *instructor* copy (solutions,
+checks and nbgrader's cell metadata: solution cells, graded check cells, manually graded written answers)
+and a *student* copy generated from it (solution regions replaced by ``# YOUR CODE HERE`` /
+``raise NotImplementedError()``, written answers by "YOUR ANSWER HERE", hidden tests removed) — the
+solutions are written once, in the chapter, and no exercise notebook is edited by hand.
+
 An unknown role or directive is an error, so a new construct in a chapter cannot slip through raw.
 Run by ``make sync`` (``tools/sync_chapters.py``); ``tests/test_launch_notebooks.py`` checks the
 committed notebooks against a fresh generation.
@@ -38,6 +50,12 @@ HEADING = re.compile(r"^#{1,6} ")
 PLAIN_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,})(?![`~{])")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\{(?P<name>[\w-]+)\}[ \t]*(?P<arg>.*)$")
 TARGET = re.compile(r"^\s*\(([\w-]+)\)=\s*$")
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]  # nbgrader's stubs, so its tools agree
+ANSWER_STUB = "YOUR ANSWER HERE"
+VARIANTS = ("launch", "instructor", "student")
+PROFILE_DEFAULT = 'os.environ.get("GENVIZ_PROFILE", "book")'
 PY_ROLES = {"func", "class", "meth", "mod", "attr", "obj", "data", "exc"}
 ADMONITIONS = {"note", "tip", "hint", "important", "warning", "caution", "attention", "danger", "error", "seealso"}
 
@@ -140,6 +158,8 @@ class _Chapter:
     exercises: dict[str, int] = field(default_factory=dict)
     cited: list[str] = field(default_factory=list)
     exercises_seen: int = 0
+    glue_allowed: set[str] | None = None  # an assignment's text may name only values its own cells glue
+    figure_suffix: str = ""  # an assignment points at the chapter's figures: "Figure 3 of the chapter"
 
     def error(self, message: str) -> ValueError:
         return ValueError(f"{self.name}: {message} (teach tools/launch_notebooks.py, or write it another way)")
@@ -150,7 +170,11 @@ class _Chapter:
         role = role[3:] if role.startswith("py:") else role
         text, label = _text_and_target(body)
         if role in ("glue", "glue:text", "glue:"):
-            return PLACEHOLDER.format(body.split(":")[0])
+            name = body.split(":")[0]
+            if self.glue_allowed is not None and name not in self.glue_allowed:
+                raise self.error(f"the exercises name the value {name!r}, which their own cells do not glue: an "
+                                 "assignment notebook holds only the exercises, so it could not show it")
+            return PLACEHOLDER.format(name)
         if role in ("cite", "cite:p", "cite:t", "cite:ps", "cite:ts"):
             return self._cite(body, "paren" if role in ("cite", "cite:p", "cite:ps") else "text")
         if role in PY_ROLES:
@@ -161,7 +185,8 @@ class _Chapter:
             return f"[`{shown}`]({self.api_url}#{target})"
         if role in ("numref", "ref"):
             if label in self.figures:
-                return text.replace("%s", str(self.figures[label])) if text else f"Figure {self.figures[label]}"
+                shown = text.replace("%s", str(self.figures[label])) if text else f"Figure {self.figures[label]}"
+                return shown + self.figure_suffix
             if label in self.exercises:
                 return text or f"Exercise {self.exercises[label]}"
             if text:
@@ -304,8 +329,138 @@ def _cell_id(index: int, cell) -> str:
     return hashlib.sha1(f"{index}\0{cell.cell_type}\0{cell.source}".encode()).hexdigest()[:8]
 
 
+# --------------------------------------------------------------------------------------------
+# Exercises and solutions: the pieces of a markdown cell, and the sections an assignment keeps
+# --------------------------------------------------------------------------------------------
+
+def _pieces(text: str) -> list[tuple]:
+    """A markdown cell cut at its top-level solutions: ``("text", s)``, ``("solution", label, body)`` for a
+    ``{solution}`` block, ``("start", label)`` and ``("end",)`` for the fences of a gated solution."""
+    lines, pieces, current, i = text.split("\n"), [], [], 0
+
+    def flush():
+        if "\n".join(current).strip():
+            pieces.append(("text", "\n".join(current).strip("\n")))
+        current.clear()
+
+    while i < len(lines):
+        m, plain = FENCE.match(lines[i]), PLAIN_FENCE.match(lines[i])
+        if not (m or plain):
+            current.append(lines[i])
+            i += 1
+            continue
+        j = _closing(lines, i, (m or plain).group("fence"))
+        j = len(lines) - 1 if j is None and plain else j
+        if j is None:
+            raise ValueError(f"directive {{{m.group('name')}}} opened and never closed")
+        name = m.group("name") if m else None
+        if name in ("solution", "solution-start", "solution-end"):
+            flush()
+            label = m.group("arg").strip()
+            if name == "solution":
+                pieces.append(("solution", label, _options(lines[i + 1:j])[1]))
+            else:
+                pieces.append(("start", label) if name == "solution-start" else ("end",))
+        else:
+            current.extend(lines[i:j + 1])
+        i = j + 1
+    flush()
+    return pieces
+
+
+def _exercise_labels(text: str) -> list[str]:
+    lines = text.split("\n")
+    return [_options(lines[k + 1:])[0].get("label", "") for k, line in enumerate(lines)
+            if (m := FENCE.match(line)) and m.group("name") == "exercise"]
+
+
+def _without_regions(source: str, markers: tuple[str, str], stub: list[str] | None = None) -> str:
+    """``source`` with each ``markers`` region replaced by ``stub`` (indented like its opening line), or
+    with only the marker lines dropped when ``stub`` is None."""
+    out, inside = [], False
+    for line in source.split("\n"):
+        if line.strip() == markers[0]:
+            if inside:
+                raise ValueError(f"a {markers[0]!r} region inside another one:\n{source}")
+            inside = True
+            if stub is not None:
+                indent = line[:len(line) - len(line.lstrip())]
+                out.extend(indent + s for s in stub)
+        elif line.strip() == markers[1]:
+            if not inside:
+                raise ValueError(f"{markers[1]!r} without {markers[0]!r}:\n{source}")
+            inside = False
+        elif not inside or stub is None:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{markers[0]!r} is never closed:\n{source}")
+    return "\n".join(out)
+
+
+def solution_regions(source: str, markers: tuple[str, str] = SOLUTION_MARKERS) -> list[str]:
+    """The lines inside each ``markers`` region of a cell's source (what a student copy must not hold)."""
+    kept = _without_regions(source, markers).split("\n")
+    stubbed = _without_regions(source, markers, stub=[]).split("\n")
+    inside = list(kept)
+    for line in stubbed:  # every line that the empty stub removed, in order
+        inside.remove(line)
+    return [line for line in inside if line.strip() not in markers]
+
+
+def _assignment_cells(cells: list, name: str) -> list:
+    """A chapter's cells for its assignment: the title, the set-up code cells before the first section,
+    and the whole "## Exercises" section."""
+    out, phase, found = [], "head", False
+    for cell in cells:
+        if cell.cell_type == "code":
+            if phase in ("head", "exercises"):
+                out.append(cell)
+            continue
+        kept, fence = [], None
+        for line in cell.source.split("\n"):
+            m = PLAIN_FENCE.match(line) or FENCE.match(line)
+            if fence is None and line.startswith("## "):
+                found = found or line.strip() == "## Exercises"
+                phase = "exercises" if line.strip() == "## Exercises" else "done" if phase == "exercises" else "body"
+            if phase == "exercises" or (phase == "head" and line.startswith("# ") and fence is None):
+                kept.append(line)
+            if fence is None and m:
+                fence = m.group("fence")
+            elif fence is not None and _closes(line, fence):
+                fence = None
+        if kept:
+            out.append(nbformat.v4.new_markdown_cell("\n".join(kept)))
+    if not found:
+        raise ValueError(f"{name}: no '## Exercises' section, so no assignment can be made from it")
+    return out
+
+
+def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, points: int = 0) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
+            "solution": solution, "task": False}
+    if grade:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+# --------------------------------------------------------------------------------------------
+# The notebooks
+# --------------------------------------------------------------------------------------------
+
 def launch_notebook(md: Path, root: Path = ROOT, executed: bool = False) -> nbformat.NotebookNode:
     """The launch notebook of one chapter source (``executed``: the variant that carries a run's outputs)."""
+    return _notebook(md, root, "launch", executed)
+
+
+def assignment_notebook(md: Path, variant: str, root: Path = ROOT) -> nbformat.NotebookNode:
+    """The assignment of one chapter: ``variant`` ``"instructor"`` (solutions, checks, nbgrader metadata)
+    or ``"student"`` (the same, solutions removed)."""
+    if variant not in ("instructor", "student"):
+        raise ValueError(f"an assignment is 'instructor' or 'student', not {variant!r}")
+    return _notebook(md, root, variant)
+
+
+def _notebook(md: Path, root: Path, variant: str, executed: bool = False) -> nbformat.NotebookNode:
     config = book_config(root)
     site = pages_url(config)
     source = jupytext.read(md)
@@ -318,28 +473,24 @@ def launch_notebook(md: Path, root: Path = ROOT, executed: bool = False) -> nbfo
         elif fig:
             chapter.figures[f"_unnamed{len(chapter.figures)}"] = len(chapter.figures) + 1
         if cell.cell_type == "markdown":
-            lines = cell.source.split("\n")
-            for k, line in enumerate(lines):
-                m = FENCE.match(line)
-                if m and m.group("name") == "exercise":
-                    label = _options(lines[k + 1:])[0].get("label", f"_unlabelled{len(chapter.exercises)}")
-                    chapter.exercises[label] = len(chapter.exercises) + 1
+            for label in _exercise_labels(cell.source):
+                chapter.exercises[label or f"_unlabelled{len(chapter.exercises)}"] = len(chapter.exercises) + 1
 
-    cells, figure_number = [], 0
-    for cell in source.cells:
-        if cell.cell_type == "markdown":
-            cells.extend(nbformat.v4.new_markdown_cell(part) for part in _split_at_headings(chapter.markdown(cell.source)))
-            continue
-        new = nbformat.v4.new_code_cell(cell.source, metadata=dict(cell.metadata))
-        cells.append(new)
-        fig = _figure(cell)
-        if fig:
-            figure_number += 1
-            caption = chapter.markdown(" ".join(str(fig.get("caption", "")).split()))
-            cells.append(nbformat.v4.new_markdown_cell(f"**Figure {figure_number}.** {caption}"))
+    chosen = source.cells
+    if variant != "launch":
+        # an assignment counts the exercises before it as the chapter does, and holds only its own glue
+        chosen = _assignment_cells(source.cells, md.name)
+        first = next((k for k, c in enumerate(chosen) if c.cell_type == "markdown"
+                      and c.source.startswith("## Exercises")), len(chosen))
+        chapter.glue_allowed = {g for c in chosen[first:] if c.cell_type == "code"
+                                for g in re.findall(r"glue\(\s*[\"'](\w+)", c.source)}
+        chapter.figure_suffix = " of the chapter"
+    cells = _cells(chapter, chosen, variant)
 
     title = next((k for k, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("# ")), 0)
-    cells.insert(title + 1, nbformat.v4.new_markdown_cell(_about(md, site, repository_url(config), executed)))
+    if variant != "launch":
+        cells[title].source = "# Exercises: " + cells[title].source[2:]
+    cells.insert(title + 1, nbformat.v4.new_markdown_cell(_about(md, site, repository_url(config), executed, variant)))
     if chapter.cited:  # under the chapter's own "References" section when it ends with one
         last = [c.source.split("\n", 1)[0] for c in cells if c.cell_type == "markdown" and HEADING.match(c.source)][-1:]
         level = "###" if last == ["## References"] else "##"
@@ -353,10 +504,106 @@ def launch_notebook(md: Path, root: Path = ROOT, executed: bool = False) -> nbfo
     return nb
 
 
-def _about(md: Path, site: str, repo: str, executed: bool = False) -> str:
+def _cells(chapter: _Chapter, source_cells: list, variant: str) -> list:
+    """The translated cells of ``variant``; see the module's docstring for what each variant does."""
+    cells, figure_number, gated, exercise, answered, checks = [], 0, None, None, set(), {}
+    student, graded = variant == "student", variant != "launch"
+
+    def answer(grade_id: str, text: str):  # a written answer: the model answer, or the student's blank
+        meta = _nbgrader(grade_id, solution=True, grade=True, points=1) if graded else {}
+        cells.append(nbformat.v4.new_markdown_cell(ANSWER_STUB if student else text, metadata=meta))
+
+    for cell in source_cells:
+        if cell.cell_type == "markdown":
+            for piece in _pieces(cell.source):
+                if piece[0] == "text" and gated and graded:  # a coding exercise's written part
+                    if f"{gated}-answer" in answered:
+                        raise chapter.error(f"the solution of {gated!r} has prose in two places: write its code "
+                                            "cells first and the written answer after them, in one piece")
+                    answered.add(f"{gated}-answer")
+                    answer(f"{gated}-answer", chapter.markdown(piece[1]))
+                elif piece[0] == "text":
+                    labels = _exercise_labels(piece[1])
+                    exercise = labels[-1] if labels else exercise
+                    text = chapter.markdown(piece[1])
+                    cells.extend(nbformat.v4.new_markdown_cell(p) for p in _split_at_headings(text))
+                elif piece[0] == "solution":
+                    label, body = piece[1], chapter.markdown(piece[2])
+                    if variant == "launch":
+                        cells.append(nbformat.v4.new_markdown_cell(chapter.directive("solution", label, {}, body)))
+                    else:
+                        answer(f"{label}-answer", body)
+                elif piece[0] == "start":
+                    if piece[1] not in chapter.exercises:
+                        raise chapter.error(f"a solution for {piece[1]!r}, which is no exercise of this chapter")
+                    gated = piece[1]
+                    if variant == "launch":
+                        cells.append(nbformat.v4.new_markdown_cell(
+                            f"**Solution to Exercise {chapter.exercises[gated]}** (the check after it says whether "
+                            "it is right)"))
+                else:
+                    if gated is None:
+                        raise chapter.error("{solution-end} without {solution-start}")
+                    gated = None
+            continue
+        tags = cell.metadata.get("tags", [])
+        metadata = dict(cell.metadata)
+        text = cell.source
+        if gated:
+            if SOLUTION_MARKERS[0] not in text:
+                raise chapter.error(f"a code cell of the solution of {gated!r} has no {SOLUTION_MARKERS[0]!r} "
+                                    "region: mark what the student writes")
+            if variant == "launch":
+                text = _without_regions(text, SOLUTION_MARKERS)
+            else:
+                text = _without_regions(text, SOLUTION_MARKERS, CODE_STUB) if student else text
+                metadata.update(_nbgrader(f"{gated}-code", solution=True))
+        elif "check" in tags:
+            if exercise is None:
+                raise chapter.error("a check cell before any exercise")
+            if variant == "launch":
+                text = _without_regions(text, HIDDEN_MARKERS)
+            else:
+                text = _without_regions(text, HIDDEN_MARKERS, []) if student else text
+                checks[exercise] = checks.get(exercise, 0) + 1
+                suffix = "" if checks[exercise] == 1 else str(checks[exercise])
+                metadata.update(_nbgrader(f"{exercise}-check{suffix}", grade=True, points=1))
+        elif graded and "parameters" in tags:
+            if PROFILE_DEFAULT not in text:
+                raise chapter.error(f"the parameters cell does not read {PROFILE_DEFAULT!r}")
+            text = text.replace(PROFILE_DEFAULT, PROFILE_DEFAULT.replace('"book"', '"quick"'))
+        elif any(m in text for m in SOLUTION_MARKERS + HIDDEN_MARKERS):
+            raise chapter.error("solution or hidden-test markers outside a solution or check cell")
+        cells.append(nbformat.v4.new_code_cell(text, metadata=metadata))
+        fig = _figure(cell)
+        if fig and variant == "launch":
+            figure_number += 1
+            caption = chapter.markdown(" ".join(str(fig.get("caption", "")).split()))
+            cells.append(nbformat.v4.new_markdown_cell(f"**Figure {figure_number}.** {caption}"))
+    if gated:
+        raise chapter.error(f"the solution of {gated!r} is never closed with {{solution-end}}")
+    return cells
+
+
+def _about(md: Path, site: str, repo: str, executed: bool = False, variant: str = "launch") -> str:
     page = f"{site}chapters/{md.stem}.html"
+    source = f"[`chapters/{md.name}`]({repo}/blob/main/chapters/{md.name})"
+    if variant != "launch":
+        text = (f"**The exercises of a chapter of the [genviz book]({site})**: read the chapter first, on [its web "
+                f"page]({page}). This notebook is generated from {source} and runs in the `quick` profile: each "
+                "exercise takes seconds to a minute on a laptop. Run the cells from the top. ")
+        if variant == "student":
+            text += ("In a coding exercise, replace `# YOUR CODE HERE` and `raise NotImplementedError()` with your "
+                     "code; the cell after it checks your answer, printing ✓ when it is right and \"Not yet\" with "
+                     "a hint when it is not (it never prints the answer). Write your written answers where it says "
+                     f"{ANSWER_STUB}.")
+        else:
+            text += ("**Instructor's copy**: it holds the solutions (between `### BEGIN SOLUTION` and `### END "
+                     "SOLUTION`), the written answers, the checks with their hidden tests, and nbgrader's cell "
+                     "metadata; the student's copy is generated from it.")
+        return _quote(text)
     head = (f"**This is a notebook of the [genviz book]({site})** — the same chapter as [its web page]({page}), "
-            f"generated from [`chapters/{md.name}`]({repo}/blob/main/chapters/{md.name}). ")
+            f"generated from {source}. ")
     if executed:
         return _quote(head + "It holds the outputs and the numbers of the run that built the web page; rerun "
                       "the cells from the top to compute them again (`PROFILE = \"quick\"`, written in the cell "

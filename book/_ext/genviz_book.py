@@ -19,6 +19,12 @@
    where the chapters' links point. A link the chapter prints to a file that is not there is a warning
    (an error under ``-W``), so a page never links to data that is missing, and no other profile's files are
    published beside it.
+5. It shows a coding exercise's solution as a reader should see it: the code cells of a solution (a gated
+   ``{solution-start}`` … ``{solution-end}`` block) lose nbgrader's ``### BEGIN SOLUTION`` / ``### END
+   SOLUTION`` and ``### BEGIN HIDDEN TESTS`` lines, which are for the assignment tools. With
+   ``hide_solutions: true`` (the student build of ``make assignments``) it removes every solution from the
+   pages, gated ones included: sphinx-exercise's own option drops a ``{solution}`` block but leaves a gated
+   solution's cells on the page, so this extension takes the option over and removes the solutions itself.
 """
 
 import json
@@ -36,6 +42,9 @@ def setup(app):
     app.connect("source-read", stamp_the_library)
     app.connect("build-finished", write_reader_notebooks)
     app.connect("build-finished", publish_results)
+    app.add_config_value("genviz_hide_solutions", False, "env")
+    app.connect("config-inited", take_over_hide_solutions)
+    app.connect("doctree-read", solutions_for_readers)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -114,3 +123,26 @@ def publish_results(app, exception):
         for name in RESULT_LINK.findall(page.read_text()):
             if not (target / name).exists():
                 log.warning(f"{page.name} links to data/results/{name}, which this build did not produce")
+
+
+MARKER_LINE = re.compile(r"^[ \t]*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)[ \t]*\n?", re.M)
+
+
+def take_over_hide_solutions(app, config):
+    if config.hide_solutions:
+        config.genviz_hide_solutions, config.hide_solutions = True, False
+
+
+def solutions_for_readers(app, doctree):
+    from docutils import nodes
+    from sphinx_exercise.nodes import solution_node
+
+    if app.config.genviz_hide_solutions:
+        for node in list(doctree.findall(solution_node)):
+            node.parent.remove(node)
+    for block in list(doctree.findall(nodes.literal_block)):
+        text = block.astext()
+        if MARKER_LINE.search(text):
+            shown = MARKER_LINE.sub("", text)
+            block.replace(block.children[0], nodes.Text(shown))
+            block.rawsource = shown

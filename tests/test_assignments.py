@@ -1,0 +1,278 @@
+"""Assignments: student copies hold no solution, instructor copies pass nbgrader, student copies say "Not yet".
+
+The notebooks are generated once per session into ``_build/assignments`` (as ``make assignments`` does) and
+executed in the ``quick`` profile, the default they are written with.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import assignments  # noqa: E402
+import launch_notebooks  # noqa: E402
+
+CHAPTERS = sorted((ROOT / "chapters").glob("*.md"))
+OUT = ROOT / "_build" / "test-assignments"
+
+
+def _solution_lines(md: Path) -> list[str]:
+    """Every line of every solution of a chapter source: ``{solution}`` bodies, the prose of gated solutions,
+    and the lines inside each ``BEGIN SOLUTION`` and ``BEGIN HIDDEN TESTS`` region of its code cells."""
+    lines, gated = [], False
+    for cell in jupytext.read(md).cells:
+        if cell.cell_type == "code":
+            lines += launch_notebooks.solution_regions(cell.source)
+            lines += launch_notebooks.solution_regions(cell.source, launch_notebooks.HIDDEN_MARKERS)
+            continue
+        for piece in launch_notebooks._pieces(cell.source):
+            if piece[0] == "start":
+                gated = True
+            elif piece[0] == "end":
+                gated = False
+            elif piece[0] == "solution":
+                lines += piece[2].split("\n")
+            elif gated:
+                lines += piece[1].split("\n")
+    return [line.strip() for line in lines if re.search(r"\w", line)]
+
+
+def _lines(nb) -> set[str]:
+    return {line.strip() for c in nb.cells for line in c.source.split("\n")}
+
+
+@pytest.fixture(scope="module")
+def written():
+    shutil.rmtree(OUT, ignore_errors=True)
+    return assignments.write_notebooks(ROOT, OUT)
+
+
+def test_every_chapter_has_both_copies_named_like_its_source(written):
+    for variant in ("instructor", "student"):
+        assert [p.name for p in written[variant]] == [md.with_suffix(".ipynb").name for md in CHAPTERS]
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_no_student_notebook_holds_a_line_of_any_solution(written, md):
+    student = nbformat.read(OUT / "student" / f"{md.stem}.ipynb", as_version=4)
+    instructor = nbformat.read(OUT / "instructor" / f"{md.stem}.ipynb", as_version=4)
+    secret = set(_solution_lines(md))
+    for cell in instructor.cells:  # the same solutions as translated for a notebook (roles resolved)
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "markdown":
+            secret |= {line.strip() for line in cell.source.split("\n") if re.search(r"\w", line)}
+        elif meta.get("solution") or meta.get("grade"):
+            secret |= {line.strip() for line in launch_notebooks.solution_regions(cell.source)
+                       + launch_notebooks.solution_regions(cell.source, launch_notebooks.HIDDEN_MARKERS)}
+    assert len(secret) >= 10, "a chapter with hardly any solution text: is the test reading it?"
+    leaked = secret & _lines(student)
+    assert not leaked, f"{md.stem}: the student notebook holds solution lines: {sorted(leaked)[:5]}"
+    stubs = [c for c in student.cells if c.cell_type == "code" and "# YOUR CODE HERE" in c.source]
+    assert len(stubs) >= 2, f"{md.stem}: fewer than two coding exercises"
+    assert all("raise NotImplementedError()" in c.source for c in stubs)
+    assert not any(m in c.source for c in student.cells for m in ("### BEGIN", "### END"))
+    assert "BEGIN SOLUTION" in "".join(c.source for c in instructor.cells)
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_copies_read_as_plain_notebooks_with_nbgrader_metadata(written, md):
+    for variant in ("instructor", "student"):
+        nb = nbformat.read(OUT / variant / f"{md.stem}.ipynb", as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        raw = re.findall(r"\{(glue|cite|func|numref|solution)[^}]*\}`|^\s*[`~]{3,}\{[\w-]+\}", text, re.M)
+        assert not raw, f"{variant}/{md.stem} shows raw MyST: {raw[:3]}"
+        params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assert 'os.environ.get("GENVIZ_PROFILE", "quick")' in params.source  # assignments run fast
+        meta = [c.metadata["nbgrader"] for c in nb.cells if "nbgrader" in c.metadata]
+        ids = [m["grade_id"] for m in meta]
+        assert len(ids) == len(set(ids)), "grade ids must be unique"
+        checks = [c for c in nb.cells if "check" in c.metadata.get("tags", [])]
+        assert checks and all(c.metadata["nbgrader"]["grade"] and c.metadata["nbgrader"]["points"] == 1
+                              and c.metadata["nbgrader"]["locked"] for c in checks)
+        assert sum(m["solution"] and not m["grade"] for m in meta) >= 2  # the autograded answers
+        assert nbformat.validate(nb) is None
+
+
+def _run(path: Path, allow_errors: bool) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, allow_errors=allow_errors, resources={"metadata": {"path": str(ROOT)}}).execute()
+    return nb
+
+
+def test_every_instructor_notebook_passes_nbgrader_validate(written):
+    """nbgrader's own validator (what ``nbgrader validate --validate-all`` runs): every cell executes in the
+    ``quick`` profile without an error, and every graded check passes."""
+    pytest.importorskip("nbgrader")
+    from nbgrader.validator import Validator
+    from traitlets.config import Config
+
+    def validate(path):
+        config = Config({"Execute": {"timeout": 300}, "Validator": {"validate_all": True}})
+        return path.stem, Validator(config=config).validate(str(path))
+
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(pool.map(validate, written["instructor"]))
+    failed = {name: [c["source"][:200] for c in r.get("failed", [])] for name, r in results.items() if r.get("failed")}
+    assert not failed, f"instructor notebooks failing under nbgrader validate: {failed}"
+    for name, r in results.items():
+        assert not r.get("type_changed") and not r.get("changed"), name
+
+
+def test_every_student_notebook_runs_and_every_check_says_not_yet(written):
+    with ThreadPoolExecutor(2) as pool:
+        runs = dict(zip(written["student"], pool.map(lambda p: _run(p, allow_errors=True), written["student"])))
+    for path, nb in runs.items():
+        checks = [c for c in nb.cells if "check" in c.metadata.get("tags", [])]
+        assert len(checks) >= 2, path.name
+        for cell in checks:
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            shown = "\n".join(line for o in errors for line in o.traceback)
+            assert errors and errors[0].ename == "NotYet", f"{path.name}: a check passed or crashed:\n{cell.source}"
+            assert shown.startswith("Not yet: ") and "Traceback" not in shown and "\n" not in shown
+        stubbed = [c for c in nb.cells if "# YOUR CODE HERE" in c.source]
+        assert all(o.ename == "NotImplementedError" for c in stubbed for o in c.outputs if o.output_type == "error")
+        other = [o for c in nb.cells if c not in checks and c not in stubbed for o in c.get("outputs", [])
+                 if o.output_type == "error"]
+        assert not other, f"{path.name}: a cell that is neither a solution nor a check failed: {other[0].evalue}"
+
+
+def test_the_generator_turns_solutions_into_stubs_and_answers(tmp_path):
+    chapter = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+
+# Title
+
+Intro that the assignment leaves out.
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+import os
+PROFILE = os.environ.get("GENVIZ_PROFILE", "book")
+```
+
+## Body
+
+Left out too.
+
+```{code-cell} ipython3
+body = 1
+```
+
+## Exercises
+
+```{code-cell} ipython3
+prep = 0
+```
+
+```{exercise}
+:label: ex-a
+
+Coding. Compute it.
+```
+
+```{solution-start} ex-a
+:class: dropdown
+```
+
+```{code-cell} ipython3
+given = 2
+### BEGIN SOLUTION
+answer = given + 1
+### END SOLUTION
+```
+
+Because {cite:t}`huang2020understanding` say so.
+
+```{solution-end}
+```
+
+```{code-cell} ipython3
+:tags: [check]
+
+check("answer", close_to=3)
+### BEGIN HIDDEN TESTS
+assert answer == 3
+### END HIDDEN TESTS
+```
+
+```{exercise}
+:label: ex-b
+
+Explain it.
+```
+
+````{solution} ex-b
+:class: dropdown
+
+It is so.
+````
+
+## References
+
+None.
+"""
+    for name in ("_config.yml",):
+        shutil.copy(ROOT / name, tmp_path)
+    (tmp_path / "book").mkdir()
+    shutil.copy(ROOT / "book" / "references.bib", tmp_path / "book")
+    (tmp_path / "chapters").mkdir()
+    md = tmp_path / "chapters" / "x.md"
+    md.write_text(chapter)
+    cells = {v: launch_notebooks.assignment_notebook(md, v, tmp_path).cells for v in ("instructor", "student")}
+    inst, stud = cells["instructor"], cells["student"]
+    assert [c.cell_type for c in inst] == ["markdown", "markdown", "code", "markdown", "code", "markdown", "code",
+                                           "markdown", "code", "markdown", "markdown", "markdown"]
+    text = "".join(c.source for c in inst)
+    assert inst[0].source == "# Exercises: Title" and "Intro" not in text
+    assert "body = 1" not in text and "None." not in text and inst[4].source == "prep = 0"
+    assert inst[5].source == "#### Exercise 1\n\nCoding. Compute it."
+    assert inst[6].source == "given = 2\n### BEGIN SOLUTION\nanswer = given + 1\n### END SOLUTION"
+    assert stud[6].source == "given = 2\n# YOUR CODE HERE\nraise NotImplementedError()"
+    assert inst[6].metadata["nbgrader"] == {"grade": False, "grade_id": "ex-a-code", "locked": False,
+                                            "schema_version": 3, "solution": True, "task": False}
+    assert inst[7].source == "Because Huang et al. (2020) say so." and stud[7].source == "YOUR ANSWER HERE"
+    assert inst[7].metadata["nbgrader"]["grade_id"] == "ex-a-answer" and inst[7].metadata["nbgrader"]["points"] == 1
+    assert "assert answer == 3" in inst[8].source and stud[8].source == 'check("answer", close_to=3)'
+    assert inst[8].metadata["nbgrader"]["grade_id"] == "ex-a-check" and inst[8].metadata["nbgrader"]["locked"]
+    assert inst[10].source == "It is so." and stud[10].source == "YOUR ANSWER HERE"
+    assert inst[10].metadata["nbgrader"]["grade_id"] == "ex-b-answer"
+    assert inst[-1].source.startswith("## Works cited")
+    # the reader's launch notebook: the solution's cells without the markers, the hidden tests without theirs
+    launch = launch_notebooks.launch_notebook(md, tmp_path).cells
+    code = [c.source for c in launch if c.cell_type == "code"]
+    assert "given = 2\nanswer = given + 1" in code and 'check("answer", close_to=3)\nassert answer == 3' in code
+    # mistakes in the source are errors that name the chapter
+    for broken, message in [
+        (chapter.replace("### BEGIN SOLUTION\n", "").replace("### END SOLUTION\n", ""), "has no '### BEGIN SOLUTION'"),
+        (chapter[:chapter.index("Because")], "never closed"),
+        (chapter.replace("{solution-start} ex-a", "{solution-start} ex-z"), "no exercise of this chapter"),
+        (chapter.replace("Compute it.", "Compute {glue:text}`elsewhere`."), "do not glue"),
+        (chapter.replace("## Exercises", "## Practice"), "no '## Exercises' section"),
+        (chapter.replace("prep = 0", "### BEGIN SOLUTION\nprep = 0\n### END SOLUTION"), "outside a solution"),
+    ]:
+        md.write_text(broken)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            launch_notebooks.assignment_notebook(md, "instructor", tmp_path)
+
+
+def test_make_assignments_writes_both_copies_without_the_html(tmp_path):
+    out = tmp_path / "a"
+    (out / "student").mkdir(parents=True)
+    (out / "student" / "99_removed_chapter.ipynb").write_text("{}")  # a stale copy is removed
+    subprocess.run([sys.executable, str(ROOT / "tools" / "assignments.py"), "--no-html", "--out", str(out)],
+                   check=True, capture_output=True)
+    for variant in ("instructor", "student"):
+        assert sorted(p.name for p in (out / variant).iterdir()) == [md.with_suffix(".ipynb").name for md in CHAPTERS]
