@@ -138,7 +138,7 @@ def test_every_student_notebook_runs_and_every_check_says_not_yet(written):
             shown = "\n".join(line for o in errors for line in o.traceback)
             assert errors and errors[0].ename == "NotYet", f"{path.name}: a check passed or crashed:\n{cell.source}"
             assert shown.startswith("Not yet: ") and "Traceback" not in shown and "\n" not in shown
-        stubbed = [c for c in nb.cells if "# YOUR CODE HERE" in c.source]
+        stubbed = [c for c in nb.cells if c.cell_type == "code" and "# YOUR CODE HERE" in c.source]
         assert all(o.ename == "NotImplementedError" for c in stubbed for o in c.outputs if o.output_type == "error")
         other = [o for c in nb.cells if c not in checks and c not in stubbed for o in c.get("outputs", [])
                  if o.output_type == "error"]
@@ -276,3 +276,73 @@ def test_make_assignments_writes_both_copies_without_the_html(tmp_path):
                    check=True, capture_output=True)
     for variant in ("instructor", "student"):
         assert sorted(p.name for p in (out / variant).iterdir()) == [md.with_suffix(".ipynb").name for md in CHAPTERS]
+
+
+MINI_PAGE = """# A page
+
+```{exercise}
+:label: ex-a
+
+Coding. Compute it.
+```
+
+```{solution-start} ex-a
+:class: dropdown
+```
+
+```{code-cell} ipython3
+given = 2
+### BEGIN SOLUTION
+answer = given + 40
+### END SOLUTION
+```
+
+The gated prose of the answer.
+
+```{solution-end}
+```
+
+```{code-cell} ipython3
+:tags: [check]
+
+assert answer > 0
+### BEGIN HIDDEN TESTS
+assert answer == 42
+### END HIDDEN TESTS
+```
+
+```{exercise}
+:label: ex-b
+
+Explain it.
+```
+
+````{solution} ex-b
+:class: dropdown
+
+The plain solution's text.
+````
+"""
+
+
+def test_the_student_book_hides_every_solution_and_shows_no_marker(tmp_path):
+    """One page built as ``make assignments`` builds the student book (``hide_solutions: true``): the exercises
+    and the check cells stay (the hidden tests' markers dropped), every solution goes, gated ones included."""
+    import yaml
+
+    (tmp_path / "page.md").write_text("---\njupytext: {text_representation: {format_name: myst}}\nkernelspec: "
+                                      "{display_name: Python 3, language: python, name: python3}\n---\n\n" + MINI_PAGE)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
+    config = {"title": "mini", "execute": {"execute_notebooks": "off"},
+              "sphinx": {"extra_extensions": ["sphinx_exercise"],
+                         "local_extensions": {"genviz_book": str(ROOT / "book" / "_ext")},
+                         "config": {"hide_solutions": True}}}
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
+    subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(tmp_path), "-W", "--quiet"],
+                   check=True, capture_output=True)
+    html = (tmp_path / "_build" / "html" / "page.html").read_text()
+    assert "Compute it." in html and "Explain it." in html and "answer</span> <span class=\"o\">&gt;" in html
+    assert "answer</span> <span class=\"o\">==</span> <span class=\"mi\">42" in html  # the check, whole
+    assert "BEGIN" not in html and "END SOLUTION" not in html and "HIDDEN TESTS" not in html
+    for secret in ("given", "40", "The gated prose of the answer.", "The plain solution", "Solution to"):
+        assert secret not in html, f"{secret!r} is on the student's page"

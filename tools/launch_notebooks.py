@@ -31,6 +31,7 @@ committed notebooks against a fresh generation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -98,7 +99,8 @@ class Bibliography:
         self.entries = parse_file(str(path)).entries
         self._style = find_plugin("pybtex.style.formatting", "plain")()
         self._backend = find_plugin("pybtex.backends", "markdown")()
-        labels = {key: self._label(entry) for key, entry in self.entries.items()}
+        self._plain = find_plugin("pybtex.backends", "text")()  # found once: each lookup scans every package
+        labels = {key: self._label(entry, self._plain) for key, entry in self.entries.items()}
         # two works with the same authors and year get 2016a, 2016b, in the order of the file
         seen: dict[tuple, list[str]] = {}
         for key, label in labels.items():
@@ -109,11 +111,11 @@ class Bibliography:
                 self.labels[key] = (names, year + ("abcdefghij"[i] if len(keys) > 1 else ""))
 
     @staticmethod
-    def _label(entry) -> tuple[str, str]:
+    def _label(entry, plain) -> tuple[str, str]:
         from pybtex.richtext import Text
 
         people = entry.persons.get("author") or entry.persons.get("editor") or []
-        last = [Text.from_latex(" ".join(p.prelast_names + p.last_names)).render_as("text") for p in people]
+        last = [Text.from_latex(" ".join(p.prelast_names + p.last_names)).render(plain) for p in people]
         names = (last[0] if len(last) == 1 else f"{last[0]} and {last[1]}" if len(last) == 2
                  else f"{last[0]} et al." if last else "Anonymous")
         return names, entry.fields.get("year", "n.d.")
@@ -141,6 +143,16 @@ class Bibliography:
             text = " ".join(formatted[k].split("\n"))
             lines.append(f"- **{names} ({year})**. {text}")
         return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_bibliography(path: Path, mtime_ns: int) -> Bibliography:
+    return Bibliography(path)
+
+
+def _bibliography(path: Path) -> Bibliography:
+    """The parsed bibliography, read again only when the file changed (every notebook of a run needs it)."""
+    return _cached_bibliography(path, path.stat().st_mtime_ns)
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,7 +476,7 @@ def _notebook(md: Path, root: Path, variant: str, executed: bool = False) -> nbf
     config = book_config(root)
     site = pages_url(config)
     source = jupytext.read(md)
-    chapter = _Chapter(md.stem, Bibliography(root / config["bibtex_bibfiles"][0]), f"{site}book/api.html")
+    chapter = _Chapter(md.stem, _bibliography(root / config["bibtex_bibfiles"][0]), f"{site}book/api.html")
     # number figures and exercises first: the text may point at them before they appear
     for cell in source.cells:
         fig = _figure(cell)

@@ -23,8 +23,9 @@
    ``{solution-start}`` … ``{solution-end}`` block) lose nbgrader's ``### BEGIN SOLUTION`` / ``### END
    SOLUTION`` and ``### BEGIN HIDDEN TESTS`` lines, which are for the assignment tools. With
    ``hide_solutions: true`` (the student build of ``make assignments``) it removes every solution from the
-   pages, gated ones included: sphinx-exercise's own option drops a ``{solution}`` block but leaves a gated
-   solution's cells on the page, so this extension takes the option over and removes the solutions itself.
+   pages, gated ones included: sphinx-exercise's own option (1.0.1) drops a ``{solution}`` block but leaves a
+   gated solution's cells on the page and its end marker in the tree, which the HTML writer then rejects; so
+   this extension takes the option over and removes the solutions itself.
 """
 
 import json
@@ -83,11 +84,14 @@ def write_reader_notebooks(app, exception):
     import nbformat
 
     root = Path(app.srcdir)
+    chapters = sorted((root / "chapters").glob("*.md"))
+    if not chapters:
+        return
     sys.path.insert(0, str(root / "tools"))
     import launch_notebooks
 
     executed = Path(app.outdir).parent / "jupyter_execute"
-    for md in sorted((root / "chapters").glob("*.md")):
+    for md in chapters:
         run = executed / "chapters" / f"{md.stem}.ipynb"
         target = Path(app.outdir) / "_sources" / "chapters" / f"{md.stem}.ipynb"
         if not run.exists() or not target.parent.exists():
