@@ -72,7 +72,8 @@ def test_no_student_notebook_holds_a_line_of_any_solution(written, md):
             secret |= {line.strip() for line in cell.source.split("\n") if re.search(r"\w", line)}
         elif meta.get("solution") or meta.get("grade"):
             secret |= {line.strip() for line in launch_notebooks.solution_regions(cell.source)
-                       + launch_notebooks.solution_regions(cell.source, launch_notebooks.HIDDEN_MARKERS)}
+                       + launch_notebooks.solution_regions(cell.source, launch_notebooks.HIDDEN_MARKERS)
+                       if re.search(r"\w", line)}
     assert len(secret) >= 10, "a chapter with hardly any solution text: is the test reading it?"
     leaked = secret & _lines(student)
     assert not leaked, f"{md.stem}: the student notebook holds solution lines: {sorted(leaked)[:5]}"
@@ -109,22 +110,22 @@ def _run(path: Path, allow_errors: bool) -> nbformat.NotebookNode:
 
 
 def test_every_instructor_notebook_passes_nbgrader_validate(written):
-    """nbgrader's own validator (what ``nbgrader validate --validate-all`` runs): every cell executes in the
-    ``quick`` profile without an error, and every graded check passes."""
-    pytest.importorskip("nbgrader")
-    from nbgrader.validator import Validator
-    from traitlets.config import Config
+    """``nbgrader validate --Validator.validate_all=True``, as an instructor runs it, on every instructor copy:
+    every cell executes in the ``quick`` profile without an error, and every graded check passes."""
+    nbgrader = Path(sys.executable).with_name("nbgrader")
+    if not nbgrader.exists():
+        pytest.skip("nbgrader is not installed (the test extra: pip install -e '.[test]')")
 
     def validate(path):
-        config = Config({"Execute": {"timeout": 300}, "Validator": {"validate_all": True}})
-        return path.stem, Validator(config=config).validate(str(path))
+        run = subprocess.run([str(nbgrader), "validate", "--Validator.validate_all=True", "--Execute.timeout=300",
+                              path.name], cwd=path.parent, capture_output=True, text=True)
+        return path.stem, run
 
-    with ThreadPoolExecutor(2) as pool:
-        results = dict(pool.map(validate, written["instructor"]))
-    failed = {name: [c["source"][:200] for c in r.get("failed", [])] for name, r in results.items() if r.get("failed")}
+    with ThreadPoolExecutor(2) as pool:  # one process each: nbgrader's validator is not thread-safe
+        runs = dict(pool.map(validate, written["instructor"]))
+    failed = {name: (run.stdout + run.stderr)[-1500:] for name, run in runs.items()
+              if run.returncode or "Success! Your notebook passes all the tests." not in run.stdout}
     assert not failed, f"instructor notebooks failing under nbgrader validate: {failed}"
-    for name, r in results.items():
-        assert not r.get("type_changed") and not r.get("changed"), name
 
 
 def test_every_student_notebook_runs_and_every_check_says_not_yet(written):

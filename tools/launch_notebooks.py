@@ -411,12 +411,14 @@ def _without_regions(source: str, markers: tuple[str, str], stub: list[str] | No
 
 def solution_regions(source: str, markers: tuple[str, str] = SOLUTION_MARKERS) -> list[str]:
     """The lines inside each ``markers`` region of a cell's source (what a student copy must not hold)."""
-    kept = _without_regions(source, markers).split("\n")
-    stubbed = _without_regions(source, markers, stub=[]).split("\n")
-    inside = list(kept)
-    for line in stubbed:  # every line that the empty stub removed, in order
-        inside.remove(line)
-    return [line for line in inside if line.strip() not in markers]
+    _without_regions(source, markers)  # the same errors for unbalanced markers
+    inside, lines = False, []
+    for line in source.split("\n"):
+        if line.strip() in markers:
+            inside = line.strip() == markers[0]
+        elif inside:
+            lines.append(line)
+    return lines
 
 
 def _assignment_cells(cells: list, name: str) -> list:
