@@ -58,7 +58,10 @@ def execution_cache(root: Path, profile: str) -> Path:
 def student_config(root: Path, profile: str) -> dict:
     """The book's configuration for the student build: every solution hidden, the execution cache shared."""
     config = copy.deepcopy(launch_notebooks.book_config(root))
-    config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
+    sphinx = config.setdefault("sphinx", {})
+    sphinx.setdefault("config", {})["hide_solutions"] = True
+    # this configuration lives outside the book's folder: its local extensions are found by absolute path
+    sphinx["local_extensions"] = {name: str(root / path) for name, path in (sphinx.get("local_extensions") or {}).items()}
     config.setdefault("execute", {})["cache"] = str(execution_cache(root, profile))
     config["title"] = f"{config['title']} (student edition: no solutions)"
     return config
