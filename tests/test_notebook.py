@@ -44,11 +44,14 @@ def test_the_book_build_extension_marks_the_build(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     connected = []
-    app = types.SimpleNamespace(connect=lambda event, handler: connected.append(event))
+    configured = []
+    app = types.SimpleNamespace(connect=lambda event, handler: connected.append(event),
+                                add_config_value=lambda name, default, rebuild: configured.append((name, default)))
     assert not notebook.in_book_build()
     module.setup(app)
     assert notebook.in_book_build() and connected == ["env-get-outdated", "source-read", "build-finished",
-                                                      "build-finished"]
+                                                      "build-finished", "config-inited", "doctree-read"]
+    assert configured == [("genviz_hide_solutions", False)]
 
 
 def test_setup_checks_the_profile_and_the_data_before_anything_else(monkeypatch, tmp_path, capsys):
