@@ -386,39 +386,48 @@ def _exercise_labels(text: str) -> list[str]:
             if (m := FENCE.match(line)) and m.group("name") == "exercise"]
 
 
-def _without_regions(source: str, markers: tuple[str, str], stub: list[str] | None = None) -> str:
-    """``source`` with each ``markers`` region replaced by ``stub`` (indented like its opening line), or
-    with only the marker lines dropped when ``stub`` is None."""
-    out, inside = [], False
+def _regions(source: str, markers: tuple[str, str]):
+    """Each line of ``source`` with whether it lies inside a ``markers`` region (``None`` for a marker line:
+    ``markers[0]`` opening, ``markers[1]`` closing); unbalanced markers are an error."""
+    inside = False
     for line in source.split("\n"):
         if line.strip() == markers[0]:
             if inside:
                 raise ValueError(f"a {markers[0]!r} region inside another one:\n{source}")
             inside = True
-            if stub is not None:
-                indent = line[:len(line) - len(line.lstrip())]
-                out.extend(indent + s for s in stub)
+            yield line, None
         elif line.strip() == markers[1]:
             if not inside:
                 raise ValueError(f"{markers[1]!r} without {markers[0]!r}:\n{source}")
             inside = False
-        elif not inside or stub is None:
-            out.append(line)
+            yield line, None
+        else:
+            yield line, inside
     if inside:
         raise ValueError(f"{markers[0]!r} is never closed:\n{source}")
+
+
+def _without_regions(source: str, markers: tuple[str, str], stub: list[str] | None = None) -> str:
+    """``source`` with each ``markers`` region replaced by ``stub`` (indented like its opening line), or
+    with only the marker lines dropped when ``stub`` is None."""
+    out = []
+    for line, inside in _regions(source, markers):
+        if inside is None and stub is not None and line.strip() == markers[0]:
+            out.extend(line[:len(line) - len(line.lstrip())] + s for s in stub)
+        elif inside is False or (inside and stub is None):
+            out.append(line)
     return "\n".join(out)
 
 
 def solution_regions(source: str, markers: tuple[str, str] = SOLUTION_MARKERS) -> list[str]:
     """The lines inside each ``markers`` region of a cell's source (what a student copy must not hold)."""
-    _without_regions(source, markers)  # the same errors for unbalanced markers
-    inside, lines = False, []
-    for line in source.split("\n"):
-        if line.strip() in markers:
-            inside = line.strip() == markers[0]
-        elif inside:
-            lines.append(line)
-    return lines
+    return [line for line, inside in _regions(source, markers) if inside]
+
+
+def reader_code(source: str) -> str:
+    """A cell's code as a reader sees it (web book, launch notebook): without the solution and hidden-test
+    marker lines, which are for the assignment tools."""
+    return _without_regions(_without_regions(source, SOLUTION_MARKERS), HIDDEN_MARKERS)
 
 
 def _assignment_cells(cells: list, name: str) -> list:
@@ -568,7 +577,7 @@ def _cells(chapter: _Chapter, source_cells: list, variant: str) -> list:
                 raise chapter.error(f"a code cell of the solution of {gated!r} has no {SOLUTION_MARKERS[0]!r} "
                                     "region: mark what the student writes")
             if variant == "launch":
-                text = _without_regions(text, SOLUTION_MARKERS)
+                text = reader_code(text)
             else:
                 text = _without_regions(text, SOLUTION_MARKERS, CODE_STUB) if student else text
                 metadata.update(_nbgrader(f"{gated}-code", solution=True))
@@ -576,7 +585,7 @@ def _cells(chapter: _Chapter, source_cells: list, variant: str) -> list:
             if exercise is None:
                 raise chapter.error("a check cell before any exercise")
             if variant == "launch":
-                text = _without_regions(text, HIDDEN_MARKERS)
+                text = reader_code(text)
             else:
                 text = _without_regions(text, HIDDEN_MARKERS, []) if student else text
                 checks[exercise] = checks.get(exercise, 0) + 1
@@ -635,7 +644,7 @@ def executed_notebook(md: Path, run: nbformat.NotebookNode, glued: dict, root: P
     nb = launch_notebook(md, root, executed=True)
     ours = [c for c in nb.cells if c.cell_type == "code"]
     theirs = [c for c in run.cells if c.cell_type == "code"]
-    shown = [_without_regions(_without_regions(c.source, SOLUTION_MARKERS), HIDDEN_MARKERS) for c in theirs]
+    shown = [reader_code(c.source) for c in theirs]
     if [c.source for c in ours] != shown:  # the launch notebook shows a solution's code without the markers
         raise ValueError(f"{md.name}: the executed notebook's code cells differ from the chapter source")
     for mine, done in zip(ours, theirs):

@@ -78,6 +78,16 @@ def stamp_the_library(app, docname, source):
         source[0] = text[:m.end()] + f":genviz_lib: {_fingerprint()}\n" + text[m.end():]
 
 
+def _launch_notebooks():
+    """The book's notebook generator, ``tools/launch_notebooks.py`` of the checkout this extension is in."""
+    tools = str(Path(__file__).resolve().parents[2] / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import launch_notebooks
+
+    return launch_notebooks
+
+
 def write_reader_notebooks(app, exception):
     if exception is not None or app.builder.format != "html":
         return
@@ -87,9 +97,7 @@ def write_reader_notebooks(app, exception):
     chapters = sorted((root / "chapters").glob("*.md"))
     if not chapters:
         return
-    sys.path.insert(0, str(root / "tools"))
-    import launch_notebooks
-
+    launch_notebooks = _launch_notebooks()
     executed = Path(app.outdir).parent / "jupyter_execute"
     for md in chapters:
         run = executed / "chapters" / f"{md.stem}.ipynb"
@@ -129,9 +137,6 @@ def publish_results(app, exception):
                 log.warning(f"{page.name} links to data/results/{name}, which this build did not produce")
 
 
-MARKER_LINE = re.compile(r"^[ \t]*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)[ \t]*\n?", re.M)
-
-
 def take_over_hide_solutions(app, config):
     if config.hide_solutions:
         config.genviz_hide_solutions, config.hide_solutions = True, False
@@ -144,9 +149,9 @@ def solutions_for_readers(app, doctree):
     if app.config.genviz_hide_solutions:
         for node in list(doctree.findall(solution_node)):
             node.parent.remove(node)
+    reader_code = _launch_notebooks().reader_code
     for block in list(doctree.findall(nodes.literal_block)):
         text = block.astext()
-        if MARKER_LINE.search(text):
-            shown = MARKER_LINE.sub("", text)
+        if "### " in text and (shown := reader_code(text)) != text:
             block.replace(block.children[0], nodes.Text(shown))
             block.rawsource = shown
