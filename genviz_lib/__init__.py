@@ -16,6 +16,7 @@ Layers, each importing only from the ones above it in this list:
   (sign-error and conditional mutual information of a measure against the gap), :mod:`genviz_lib.bounds`
   (the kl-inverse and Dziugaite and Roy's optimized PAC-Bayes bound)
 - :mod:`genviz_lib.experiments` — the recipes that train what the chapters measure, cached
+- :mod:`genviz_lib.sweep`   — the recipes as independent jobs, run in this process, in processes, on Ray or SLURM
 - :mod:`genviz_lib.viz`     — figures
 - :mod:`genviz_lib.widgets`, :mod:`genviz_lib.notebook` — widgets that also work in the static book; what a
   chapter takes from its notebook (glue)

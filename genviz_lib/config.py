@@ -14,6 +14,7 @@ profile    where                               scale
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -271,6 +272,26 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def job_seed(name: str, config: Any) -> int:
+    """The seed a cached computation runs under: a hash of its cache name and configuration (not of the code,
+    so that editing the library does not reshuffle every result)."""
+    payload = json.dumps({"name": name, "config": _canonical(config)}, sort_keys=True, separators=(",", ":"))
+    return int(hashlib.sha256(payload.encode()).hexdigest()[:8], 16)
+
+
+def compute_seeded(name: str, config: Any, compute: Callable[[], Any]) -> Any:
+    """``compute()`` with Python's, NumPy's and torch's generators seeded by :func:`job_seed`, every one of them
+    restored afterwards."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []):
+            seed_everything(job_seed(name, config))
+            return compute()
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 class ResultsCache:
     """Results on disk, keyed by a hash of (name, configuration, the code that computed them, library version).
 
@@ -347,19 +368,33 @@ class ResultsCache:
     def cached(self, name: str, config: Any, compute: Callable[[], Any], code: str | None = None) -> Any:
         """The cached value for ``config`` and the code of ``compute``, computing and storing it when absent.
 
-        ``code`` defaults to :func:`~genviz_lib.fingerprint.code_fingerprint` of ``compute``.
+        ``code`` defaults to :func:`~genviz_lib.fingerprint.code_fingerprint` of ``compute``. A computation
+        runs under its own seed (:func:`job_seed` of ``name`` and ``config``) and leaves the caller's random
+        state as it found it, so a result is the same whether it is computed alone, after others, or in
+        another process (:mod:`genviz_lib.sweep`), and what follows does not depend on whether it was cached.
         """
         code = code_fingerprint(compute) if code is None else code
-        value = self.get(name, config, _MISSING, code)
-        if value is _MISSING:
-            value = compute()
-            self.put(name, config, value, code)
-        return value
+        return self.fill(name, [(config, compute)], code)[0]
 
     def map(self, name: str, configs: Iterable[Any], compute: Callable[[Any], Any]) -> list:
-        """``[compute(c) for c in configs]`` with every item cached as soon as it is done."""
+        """``[compute(c) for c in configs]`` with every item cached as soon as it is done.
+
+        The items are independent jobs: a sweep (:mod:`genviz_lib.sweep`) runs the missing ones in parallel."""
         code = code_fingerprint(compute)
-        return [self.cached(name, config, lambda config=config: compute(config), code) for config in configs]
+        return self.fill(name, [(config, functools.partial(compute, config)) for config in configs], code)
+
+    def fill(self, name: str, items: list[tuple[Any, Callable[[], Any]]], code: str) -> list:
+        """The values of ``items`` (``(config, compute)`` pairs of one cache name and code), each read back or
+        computed (seeded, see :meth:`cached`) and stored as soon as it is done. A sweep's cache overrides this
+        to run the missing ones elsewhere."""
+        out = []
+        for config, compute in items:
+            value = self.get(name, config, _MISSING, code)
+            if value is _MISSING:
+                value = compute_seeded(name, config, compute)
+                self.put(name, config, value, code)
+            out.append(value)
+        return out
 
     def sweep(self) -> int:
         """Remove the temporary files that killed processes of this host left behind; return how many."""

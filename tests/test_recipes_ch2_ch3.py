@@ -44,9 +44,15 @@ def test_minefield_starts_a_poisoned_run_from_every_chosen_checkpoint_and_reads_
     assert rows[1]["start_train_acc"] == field.good.history["train_acc"][field.good.history["step"].index(20)]
 
     again = huang2020.minefield(settings, cache, progress=False)
-    assert len(_entries(cache, "ch2-minefield")) == 1
+    assert len(_entries(cache, "ch2-minefield-ordinary")) == 1
+    assert len(_entries(cache, "ch2-minefield-poisoned")) == 1  # 3 runs, groups of runs_per_job = 8
     torch.testing.assert_close(again.bad_points(), points, rtol=0, atol=0)
     assert again.records() == rows
+    # in groups of two, the same three runs come out (each member trains as it would alone) from two more
+    # entries, and the ordinary run is not trained again
+    grouped = huang2020.minefield(settings.replace(runs_per_job=2), cache, progress=False)
+    torch.testing.assert_close(grouped.bad_points(), points, rtol=1e-5, atol=1e-6)
+    assert len(_entries(cache, "ch2-minefield-ordinary")) == 1 and len(_entries(cache, "ch2-minefield-poisoned")) == 3
 
 
 def test_initialization_gap_is_the_mean_distance_of_seeded_pairs():
@@ -61,7 +67,8 @@ def test_initialization_gap_is_the_mean_distance_of_seeded_pairs():
 @pytest.mark.parametrize("change, message", [
     (dict(start_every=15), "start_every must be a positive multiple of every"),
     (dict(poison_batch=500), "poison_batch ≤ n_poison"),
-    (dict(bad_steps=0), "need good_steps, bad_steps and every ≥ 1"),
+    (dict(bad_steps=0), "need good_steps, bad_steps, every and runs_per_job ≥ 1"),
+    (dict(runs_per_job=0), "need good_steps, bad_steps, every and runs_per_job ≥ 1"),
 ])
 def test_minefield_settings_refuse_impossible_values_before_training(change, message):
     with pytest.raises(ValueError, match=message):

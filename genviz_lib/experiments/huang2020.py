@@ -179,7 +179,8 @@ class Sweep:
 
 
 def poison_sweep(settings: PoisonSweep, cache: ResultsCache | None = None, progress: bool = True) -> Sweep:
-    """Train (or read back) one swiss-roll net per (seed, poison factor), all as one ensemble.
+    """Train (or read back) one swiss-roll net per (seed, poison factor): a seed's nets train as one ensemble,
+    cached (and run by a sweep, :mod:`genviz_lib.sweep`) as one job.
 
     Seed ``s`` draws the initial weights under ``torch.manual_seed(settings.seed + s)``; every factor of a
     seed starts from those weights, so within a seed only β differs.
@@ -188,16 +189,14 @@ def poison_sweep(settings: PoisonSweep, cache: ResultsCache | None = None, progr
     roll = swiss_roll_data(settings)
     k = len(settings.betas)
 
-    def sweep():
-        nets = []
-        for s in range(settings.seeds):
-            torch.manual_seed(settings.seed + s)
-            nets += models.clones(models.swiss_roll_net(), k)
-        runs = _poisoned_swiss_roll(nets, roll, list(settings.betas) * settings.seeds, settings, progress,
-                                    f"swiss roll, {settings.seeds} seeds × {k} poison factors")
-        return [runs[s * k:(s + 1) * k] for s in range(settings.seeds)]
+    def one_seed(job):
+        torch.manual_seed(settings.seed + job["seed"])
+        nets = models.clones(models.swiss_roll_net(), k)
+        return _poisoned_swiss_roll(nets, roll, settings.betas, settings, progress,
+                                    f"swiss roll, seed {job['seed'] + 1} of {settings.seeds}: {k} poison factors")
 
-    return Sweep(roll, list(settings.betas), cache.cached("swiss-roll-poison-sweep", settings, sweep))
+    jobs = [dict(settings=settings, seed=s) for s in range(settings.seeds)]
+    return Sweep(roll, list(settings.betas), cache.map("swiss-roll-poison-sweep", jobs, one_seed))
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,11 +583,12 @@ class Minefield(Settings):
     good_lr: float = 1e-3  # the ordinary run's learning rate (Huang et al.'s good model)
     clip: float = 8  # the poisoned runs' gradient-norm clip, as in SwissRoll
     seed: int = 0  # the data, the poison pool and the ordinary run's initialization
+    runs_per_job: int = 8  # the poisoned runs are cached (and run by a sweep) in groups of this many, one ensemble each
 
     def check(self) -> None:
-        if min(self.good_steps, self.bad_steps, self.every) < 1:
-            raise ValueError(f"need good_steps, bad_steps and every ≥ 1, got {self.good_steps}, "
-                             f"{self.bad_steps}, {self.every}")
+        if min(self.good_steps, self.bad_steps, self.every, self.runs_per_job) < 1:
+            raise ValueError(f"need good_steps, bad_steps, every and runs_per_job ≥ 1, got {self.good_steps}, "
+                             f"{self.bad_steps}, {self.every}, {self.runs_per_job}")
         if self.start_every < 1 or self.start_every % self.every:
             raise ValueError(f"start_every must be a positive multiple of every ({self.every}): poisoned runs "
                              f"start from kept checkpoints, got {self.start_every}")
@@ -660,25 +660,32 @@ def minefield(settings: Minefield, cache: ResultsCache | None = None, progress: 
     spiral = data.minefield_spiral(n_train=200, n_test=200, n_poison=settings.n_poison, seed=settings.seed)
     s = settings
 
-    def compute():
+    def ordinary():
         torch.manual_seed(s.seed)
-        good = train.train(models.minefield_net(), spiral.train, spiral.test, lr=s.good_lr, steps=s.good_steps,
+        return train.train(models.minefield_net(), spiral.train, spiral.test, lr=s.good_lr, steps=s.good_steps,
                            checkpoint_every=s.every, progress=progress, desc="ordinary training")
-        picks = [i for i, (step, _) in enumerate(good.checkpoints) if step % s.start_every == 0]
+
+    # keyed on what the ordinary run depends on: the poisoned runs' settings do not retrain it
+    good = cache.cached("ch2-minefield-ordinary", dict(good_steps=s.good_steps, good_lr=s.good_lr, every=s.every,
+                                                       n_poison=s.n_poison, seed=s.seed), ordinary)
+    picks = [i for i, (step, _) in enumerate(good.checkpoints) if step % s.start_every == 0]
+
+    def poisoned(job):  # one job: the poisoned runs from a group of checkpoints, trained as one ensemble
         starts = []
-        for i in picks:
+        for i in job["picks"]:
             net = models.minefield_net()
             net.load_state_dict(good.checkpoints[i][1])
             starts.append(net)
-        bad = train.train_ensemble(
+        return train.train_ensemble(
             starts, spiral.train, spiral.test, poison=spiral.poison, poison_factor=s.beta,
             poison_schedule=train.stepped(s.bad_steps, s.ramp), poison_batch_size=s.poison_batch, lr=s.lr,
             steps=s.bad_steps, scheduler=train.exponential_decay(s.bad_steps), clip_grad_norm=s.clip,
-            eval_every=max(1, s.bad_steps // 10), progress=progress, desc="poisoned runs")
-        return dict(good=good, picks=picks, bad=bad)
+            eval_every=max(1, s.bad_steps // 10), progress=progress, desc=f"poisoned runs {job['part']}")
 
-    field = cache.cached("ch2-minefield", settings, compute)
-    return Field(spiral, field["good"], field["picks"], field["bad"])
+    groups = [picks[i:i + s.runs_per_job] for i in range(0, len(picks), s.runs_per_job)]
+    jobs = [dict(settings=settings, picks=g, part=f"{n + 1} of {len(groups)}") for n, g in enumerate(groups)]
+    bad = [run for runs in cache.map("ch2-minefield-poisoned", jobs, poisoned) for run in runs]
+    return Field(spiral, good, picks, bad)
 
 
 #: The three ways chapter 2 compares of reaching a bad minimum by adding a set of points to the objective.

@@ -1,0 +1,87 @@
+"""``python -m genviz_lib.sweep RECIPE --profile P --executor inline|local|ray|slurm [--jobs N] [--address A]``.
+
+Prints a line as it starts, a line per stage of the recipe (how many jobs, how many already in the cache), a
+line per finished job, a summary, and last ``digest: <sha256>`` of every result the sweep touched — the same
+digest whatever the executor. Exit status 0 when every job ended well, 1 when a job failed twice (the others'
+results are kept in the cache), 2 for an invalid command (nothing was submitted). ``--list`` lists the recipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+
+from . import RECIPES, SweepFailed, make_executor, run_sweep
+
+
+def _value(text: str):
+    """A ``--set`` value as Python reads it (``3``, ``0.5``, ``(0, 0.1)``), else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options."""
+    parser = argparse.ArgumentParser(prog="python -m genviz_lib.sweep", description=__doc__.split("\n\n")[1])
+    parser.add_argument("recipe", nargs="?", help="the recipe to run (--list lists them)")
+    parser.add_argument("--list", action="store_true", help="list the recipes and exit")
+    parser.add_argument("--profile", default="quick", help="quick, book or full (default quick)")
+    parser.add_argument("--executor", default="inline", help="inline (default), local, ray or slurm")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="workers: processes (local), CPUs of a local Ray cluster, SLURM jobs at once")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of every job (default 1)")
+    parser.add_argument("--address", help="a Ray cluster to join ('auto', 'ray://host:10001')")
+    parser.add_argument("--cluster", default="slurm", help="slurm (default) or local: submitit's executor")
+    parser.add_argument("--folder", help="submitit's folder for logs and pickles (on a shared file system)")
+    parser.add_argument("--partition", help="the SLURM partition")
+    parser.add_argument("--gpus", type=float, default=0, help="GPUs per job (Ray, SLURM)")
+    parser.add_argument("--timeout-min", type=int, default=60, help="SLURM time limit of a job, in minutes")
+    parser.add_argument("--cache", help="the results cache (default: GENVIZ_CACHE_DIR, else data/cache)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change a field of the recipe's settings (repeatable)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return its exit status (0 done, 1 a job failed twice, 2 an invalid command)."""
+    args = parse(argv)
+    if args.list:
+        width = max(map(len, RECIPES))
+        for name, recipe in sorted(RECIPES.items()):
+            print(f"{name:<{width}}  ch. {recipe.chapter:<4} {recipe.about}")
+        return 0
+    try:
+        if not args.recipe:
+            raise ValueError("name a recipe (--list lists them)")
+        overrides = {}
+        for item in args.set:
+            field, sep, value = item.partition("=")
+            if not sep or not field:
+                raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+            overrides[field] = _value(value)
+        slurm = {}
+        if args.executor == "slurm":
+            slurm = dict(timeout_min=args.timeout_min, cpus_per_task=args.threads)
+            if args.partition:
+                slurm["slurm_partition"] = args.partition
+        executor = make_executor(args.executor, jobs=args.jobs, address=args.address, cluster=args.cluster,
+                                 folder=args.folder, gpus=args.gpus, **slurm)
+        digest = run_sweep(args.recipe, args.profile, executor, cache_root=args.cache, threads=args.threads,
+                           overrides=overrides, report=lambda line: print(line, flush=True))
+    except SweepFailed as err:
+        print(f"FAILED: {len(err.failures)} job(s) failed twice; every other result is in the cache", flush=True)
+        for label, error in err.failures:
+            print(f"  {label}: {error}", flush=True)
+        return 1
+    except (ValueError, TypeError, RuntimeError) as err:
+        print(f"error: {err} (nothing was submitted)", file=sys.stderr)
+        return 2
+    print(f"digest: {digest}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
