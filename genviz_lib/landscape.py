@@ -303,13 +303,17 @@ class ModelObjective:
         self.data_chunk = data_chunk or len(X)
         self.theta = flatten(model)
         self.n = self.theta.numel()
-        self.buffers = dict(model.named_buffers())
+        # copies: in train mode BatchNorm updates its running statistics, and the caller's model must not change
+        self.buffers = {name: b.clone() for name, b in model.named_buffers()}
         self._fused_model, self.fused = None, False
         try:
             with torch.no_grad():
                 self(self.theta[None])
         except RuntimeError as err:
-            raise ValueError(f"the model cannot take inputs of shape {tuple(X.shape[1:])}: {err}") from None
+            batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+            hint = " (BatchNorm in train mode cannot run under vmap: pass strategy='loop')" \
+                if batchnorm and train_mode and strategy == "vmap" else ""
+            raise ValueError(f"the model cannot take inputs of shape {tuple(X.shape[1:])}{hint}: {err}") from None
         if fuse:
             why = self._fuse()
             if why is not None and fuse is True:

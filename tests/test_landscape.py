@@ -274,3 +274,18 @@ def test_moved_copies_the_net_and_shifts_its_weights():
         float(landscape.objective(out, X, torch.zeros(7, dtype=torch.long))(landscape.flatten(out)[None])[0]))
     with pytest.raises(ValueError, match="the direction has shape"):
         landscape.moved(net, d[:-1], 1.0)
+
+
+def test_a_train_mode_objective_leaves_the_models_batchnorm_statistics_alone():
+    torch.manual_seed(0)
+    net = models.VGG([4, "M"], in_channels=1, image_size=4, num_classes=3)
+    before = {k: b.clone() for k, b in net.named_buffers()}
+    X, y = torch.randn(6, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    f = landscape.objective(net, X, y, train_mode=True, strategy="loop")
+    theta = landscape.flatten(net)
+    f(theta), f(theta + 0.1)
+    for k, b in net.named_buffers():
+        assert torch.equal(b, before[k]), k  # running mean, variance and the batch count are as they were
+    net.train()
+    expected = torch.nn.functional.cross_entropy(net(X), y)  # train mode: the batch's own statistics
+    assert f(theta).item() == pytest.approx(expected.item(), rel=1e-5)

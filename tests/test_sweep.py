@@ -234,3 +234,22 @@ def test_a_job_is_small_and_its_computation_is_pickled_once_beside_the_cache(tmp
     assert Path(jobs[0].function).parent == tmp_path / ".sweep"
     assert len(cloudpickle.dumps(jobs[0])) < 5000  # the data travel once, in the pickled computation
     assert jobs[0].key == config.ResultsCache(tmp_path).key(jobs[0].name, jobs[0].config, jobs[0].code)
+
+
+def test_export_writes_the_recipes_table_and_where_it_came_from(inline_digest, tmp_path):
+    import json
+
+    import pandas as pd
+
+    digest = sweep.run_sweep("poison_sweep", "quick", None, inline_digest[1], report=lambda line: None,
+                             export=tmp_path)
+    table = pd.read_csv(tmp_path / "poison_sweep-quick.csv")
+    rows = huang2020.poison_sweep(QUICK, config.ResultsCache(inline_digest[1]), progress=False).records()
+    assert len(table) == len(rows) and list(table.columns) == list(rows[0])
+    assert table["test_acc"].tolist() == pytest.approx([r["test_acc"] for r in rows], rel=1e-12)
+    about = json.loads((tmp_path / "poison_sweep-quick.json").read_text())
+    assert about["digest"] == digest == inline_digest[0] and about["profile"] == "quick" and about["rows"] == len(rows)
+    assert about["settings"]["seeds"] == QUICK.seeds
+    with pytest.raises(ValueError, match="recipe 'puzzle' has no table to export"):
+        sweep.run_sweep("puzzle", "quick", _Spy(), tmp_path / "none", export=tmp_path)
+    assert not (tmp_path / "none").exists()

@@ -444,12 +444,17 @@ _ABSENT = object()
 
 
 def run_sweep(recipe: str, profile: str = "quick", executor=None, cache_root: str | Path | None = None,
-              threads: int = 1, overrides: dict | None = None, report: Callable[[str], None] = print) -> str:
+              threads: int = 1, overrides: dict | None = None, report: Callable[[str], None] = print,
+              export: str | Path | None = None) -> str:
     """Run the chapter recipe ``recipe`` of ``profile`` on ``executor`` (inline when ``None``) with every job
     at ``threads`` torch threads, the results going to the cache at ``cache_root`` (the default cache when
     ``None``); return the digest. ``overrides`` change fields of the recipe's settings. Everything is checked
     — the recipe, the profile, the settings, the executor and its cluster — before any job is submitted.
-    Raises :class:`SweepFailed` when a job failed twice (after the others have finished and been cached)."""
+    Raises :class:`SweepFailed` when a job failed twice (after the others have finished and been cached).
+
+    ``export`` (a folder, e.g. :func:`~genviz_lib.config.results_dir`) writes the recipe's table there as
+    ``<recipe>-<profile>.csv``, with ``<recipe>-<profile>.json`` beside it (profile, settings, digest, executor,
+    date): the files a book build shows as that profile's results (see the appendix on paper scale)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}: the recipes are {', '.join(sorted(RECIPES))}")
     if profile not in PROFILES:
@@ -457,6 +462,9 @@ def run_sweep(recipe: str, profile: str = "quick", executor=None, cache_root: st
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     entry = RECIPES[recipe]
+    if export is not None and entry.table is None:
+        raise ValueError(f"recipe {recipe!r} has no table to export; these have one: "
+                         f"{', '.join(sorted(n for n, r in RECIPES.items() if r.table))}")
     settings = entry.settings(get_profile(profile), overrides or {})
     executor = executor or InlineExecutor()
     executor.check()
@@ -464,10 +472,30 @@ def run_sweep(recipe: str, profile: str = "quick", executor=None, cache_root: st
     start = time.perf_counter()
     report(f"sweep {recipe} ({profile}) on {executor.name}: cache {cache.root}")
     try:
-        entry.call(settings, cache, get_profile(profile))
+        result = entry.call(settings, cache, get_profile(profile))
     finally:
         executor.close()
     c = cache.counts
     report(f"{recipe}: {c['ran']} job(s) run, {c['cached']} read from the cache, {c['retried']} retried, "
            f"in {time.perf_counter() - start:.1f} s")
-    return cache.digest()
+    digest = cache.digest()
+    if export is not None:
+        for path in _export(Path(export), recipe, profile, entry.table(result), settings, digest, executor.name):
+            report(f"wrote {path}")
+    return digest
+
+
+def _export(folder: Path, recipe: str, profile: str, rows: list[dict], settings, digest: str, executor: str):
+    import datetime
+    import json
+
+    import pandas as pd
+
+    from ..config import _canonical, publish_text
+
+    stem = folder / f"{recipe}-{profile}"
+    about = dict(recipe=recipe, profile=profile, rows=len(rows), digest=digest, executor=executor,
+                 host=socket.gethostname(), written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                 settings=_canonical(settings))
+    csv = publish_text(stem.with_suffix(".csv"), pd.DataFrame(rows).to_csv(index=False))
+    return [csv, publish_text(stem.with_suffix(".json"), json.dumps(about, indent=1) + "\n")]

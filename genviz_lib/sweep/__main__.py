@@ -12,6 +12,7 @@ import argparse
 import ast
 import sys
 
+from ..config import results_dir
 from . import RECIPES, SweepFailed, make_executor, run_sweep
 
 
@@ -40,6 +41,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gpus", type=float, default=0, help="GPUs per job (Ray, SLURM)")
     parser.add_argument("--timeout-min", type=int, default=60, help="SLURM time limit of a job, in minutes")
     parser.add_argument("--cache", help="the results cache (default: GENVIZ_CACHE_DIR, else data/cache)")
+    parser.add_argument("--export", nargs="?", const="", metavar="DIR",
+                        help="write the recipe's table as DIR/<recipe>-<profile>.csv (default DIR: data/results)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change a field of the recipe's settings (repeatable)")
     return parser.parse_args(argv)
@@ -69,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                 slurm["slurm_partition"] = args.partition
         executor = make_executor(args.executor, jobs=args.jobs, address=args.address, cluster=args.cluster,
                                  folder=args.folder, gpus=args.gpus, **slurm)
+        export = None if args.export is None else (args.export or results_dir())
         digest = run_sweep(args.recipe, args.profile, executor, cache_root=args.cache, threads=args.threads,
-                           overrides=overrides, report=lambda line: print(line, flush=True))
+                           overrides=overrides, report=lambda line: print(line, flush=True), export=export)
     except SweepFailed as err:
         print(f"FAILED: {len(err.failures)} job(s) failed twice; every other result is in the cache", flush=True)
         for label, error in err.failures:

@@ -19,12 +19,13 @@ from ..experiments.settings import Settings
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """``chapter`` and ``about`` say what it is; ``make(profile)`` gives the main settings; ``call(settings,
-    cache, profile)`` runs it."""
+    cache, profile)`` runs it; ``table(result)``, when there is one, gives the rows ``--export`` writes."""
 
     chapter: str
     about: str
     make: Callable[[Profile], Settings]
     call: Callable[[Settings, Any, Profile], Any]
+    table: Callable[[Any], list[dict]] | None = None
 
     def settings(self, profile: Profile, overrides: dict) -> Settings:
         """The main settings of ``profile`` with ``overrides`` applied (checked: a bad value raises here)."""
@@ -62,6 +63,10 @@ def _zoo(s, cache, p):
     return scoreboard.measure_zoo(s, scoreboard.Measures.for_profile(p), cache, progress=False)
 
 
+def _rows(result):
+    return list(result)
+
+
 def _plain(function):
     """The call of a recipe that takes its settings and the cache alone."""
     return lambda s, cache, p: function(s, cache, progress=False)
@@ -71,13 +76,13 @@ RECIPES: dict[str, Recipe] = {
     "swiss_roll_minimizers": Recipe("0-3", "good and bad swiss-roll minimizers, one net per poison factor",
                                     huang2020.SwissRoll.for_profile, _plain(huang2020.swiss_roll_minimizers)),
     "poison_sweep": Recipe("4", "Huang et al.'s Fig. 5: poison factors × seeds on the swiss roll, a job per seed",
-                           huang2020.PoisonSweep.for_profile, _plain(huang2020.poison_sweep)),
+                           huang2020.PoisonSweep.for_profile, _plain(huang2020.poison_sweep), lambda sweep: sweep.records()),
     "sweep_basins": Recipe("4", "basin radii and volume of every net of the poison sweep (runs the sweep first)",
                            huang2020.SweepBasins.for_profile, _sweep_basins),
     "attraction": Recipe("4", "retraining from points around the sweep's worst bad minimizer",
-                         huang2020.Attraction.for_profile, _attraction),
+                         huang2020.Attraction.for_profile, _attraction, _rows),
     "rings": Recipe("4", "Huang et al.'s Fig. 8: the rings at several gaps, and their basins",
-                    huang2020.Rings.for_profile, _rings),
+                    huang2020.Rings.for_profile, _rings, _rows),
     "image_minimizers": Recipe("2-4", "a clean and a poisoned image classifier",
                                huang2020.Images.for_profile, _plain(huang2020.image_minimizers)),
     "image_basins": Recipe("4", "basins of the clean and the poisoned image classifier",
@@ -85,7 +90,7 @@ RECIPES: dict[str, Recipe] = {
     "minefield": Recipe("2", "Huang et al.'s Fig. 1: ordinary training, then poisoned runs from its checkpoints",
                         huang2020.Minefield.for_profile, _plain(huang2020.minefield)),
     "three_ways": Recipe("2", "poisoning, attack sets and confusion sets on the 8×8 digits",
-                         huang2020.ThreeWays.for_profile, _plain(huang2020.three_ways)),
+                         huang2020.ThreeWays.for_profile, _plain(huang2020.three_ways), _rows),
     "signal_puzzle": Recipe("1", "a conv net, a perceptron and a linear model on MNIST-1D",
                             huang2020.SignalPuzzle.for_profile, _plain(huang2020.signal_puzzle)),
     "puzzle": Recipe("1", "a net and a linear model on Fashion-MNIST, true and random labels",
@@ -97,19 +102,19 @@ RECIPES: dict[str, Recipe] = {
     "poggio_size_width": Recipe("1", "Poggio et al.: the gap against training-set size and width",
                                 poggio2020.SizeAndWidth.for_profile, _plain(poggio2020.size_and_width_sweeps)),
     "bicriteria": Recipe("3", "Neyshabur et al.'s Fig. 2: sharpness and PAC-Bayes of nets on true and random labels",
-                         neyshabur2017.Bicriteria.for_profile, _plain(neyshabur2017.bicriteria_runs)),
+                         neyshabur2017.Bicriteria.for_profile, _plain(neyshabur2017.bicriteria_runs), _rows),
     "normalized": Recipe("5", "Poggio et al.'s family of minimizers, the gap sweep and the trajectory",
                          poggio2020.Normalized.for_profile, _normalized),
     "neyshabur_sizes": Recipe("6", "Neyshabur et al.'s Fig. 1: norms against training-set size",
-                              neyshabur2017.NormsVsSize.for_profile, _plain(neyshabur2017.norms_vs_size)),
+                              neyshabur2017.NormsVsSize.for_profile, _plain(neyshabur2017.norms_vs_size), _rows),
     "neyshabur_confusion": Recipe("6", "Neyshabur et al.'s Fig. 3: confusion sets",
-                                  neyshabur2017.ConfusionSweep.for_profile, _plain(neyshabur2017.confusion_sweep)),
+                                  neyshabur2017.ConfusionSweep.for_profile, _plain(neyshabur2017.confusion_sweep), _rows),
     "neyshabur_width": Recipe("6", "Neyshabur et al.'s Fig. 4: hidden units",
-                              neyshabur2017.HiddenUnitsSweep.for_profile, _plain(neyshabur2017.hidden_units_sweep)),
+                              neyshabur2017.HiddenUnitsSweep.for_profile, _plain(neyshabur2017.hidden_units_sweep), _rows),
     "neyshabur_conditions": Recipe("6", "Neyshabur et al.'s Fig. 5: conditions C1-C3",
                                    neyshabur2017.Conditions.for_profile, _plain(neyshabur2017.conditions)),
     "zoo": Recipe("6", "the scoreboard's zoo: every net trained, every measure on each",
-                  scoreboard.Zoo.for_profile, _zoo),
+                  scoreboard.Zoo.for_profile, _zoo, _rows),
     "nonvacuous_bound": Recipe("6", "Dziugaite and Roy's optimized PAC-Bayes bound",
                                dziugaite2017.NonvacuousBound.for_profile, _plain(dziugaite2017.nonvacuous_bound)),
 }
