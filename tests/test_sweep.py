@@ -172,6 +172,7 @@ def test_a_killed_sweep_started_again_skips_what_is_cached_and_ends_with_the_sam
     cached = int(stage.split(", ")[1].split()[0])
     assert 1 <= cached < 4 and again.stdout.count(" done ") == 4 - cached
     assert not list((tmp_path / "cache").rglob("*.tmp-*"))  # the killed job's temporary file is gone
+    assert not list((tmp_path / "cache" / ".sweep").iterdir())  # and so are both runs' pickled computations
     digest = again.stdout.strip().splitlines()[-1]
     expected = sweep.run_sweep("poison_sweep", "quick", None, tmp_path / "fresh", report=lambda line: None,
                                overrides=dict(seeds=4, steps=600))
@@ -233,6 +234,7 @@ def test_a_job_is_small_and_its_computation_is_pickled_once_beside_the_cache(tmp
     assert len(jobs) == QUICK.seeds and len({job.function for job in jobs}) == 1
     assert Path(jobs[0].function).parent == tmp_path / ".sweep"
     assert len(cloudpickle.dumps(jobs[0])) < 5000  # the data travel once, in the pickled computation
+    assert not Path(jobs[0].function).exists()  # removed when the sweep ended
     assert jobs[0].key == config.ResultsCache(tmp_path).key(jobs[0].name, jobs[0].config, jobs[0].code)
 
 
@@ -253,3 +255,19 @@ def test_export_writes_the_recipes_table_and_where_it_came_from(inline_digest, t
     with pytest.raises(ValueError, match="recipe 'puzzle' has no table to export"):
         sweep.run_sweep("puzzle", "quick", _Spy(), tmp_path / "none", export=tmp_path)
     assert not (tmp_path / "none").exists()
+
+
+def test_a_sweep_removes_the_pickles_that_killed_sweeps_of_this_host_left(tmp_path):
+    from genviz_lib.config import _host
+
+    folder = tmp_path / ".sweep"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id that is no longer alive
+    stale = [folder / f"{'a' * 24}-{_host()}-{dead.pid}.pkl", folder / f"{'b' * 24}-{_host()}-{dead.pid}.pkl.tmp"]
+    alive = folder / f"{'c' * 24}-{_host()}-{os.getpid()}.pkl"  # a sweep still running (this process)
+    other = folder / f"{'d' * 24}-another-host-{dead.pid}.pkl"  # a pid means nothing on another host
+    for path in [*stale, alive, other]:
+        path.write_bytes(b"x")
+    sweep.SweepCache(sweep.InlineExecutor(), tmp_path, report=lambda line: None)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([alive.name, other.name])

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -40,7 +41,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..config import PROFILES, ResultsCache, compute_seeded, get_cache, get_profile
+from ..config import PROFILES, ResultsCache, _host, _pid_alive, compute_seeded, get_cache, get_profile
 from .recipes import RECIPES, Recipe
 
 __all__ = ["Job", "run", "digest_of", "SweepCache", "SweepFailed", "InlineExecutor", "LocalExecutor",
@@ -363,6 +364,17 @@ class SweepCache(ResultsCache):
         self.executor, self.threads, self.report = executor, threads, report
         self.digests: dict[str, str] = {}
         self.counts = dict(cached=0, ran=0, retried=0)
+        self.pickles: list[Path] = []
+        for stale in (self.root / ".sweep").glob("*.pkl*"):  # left by sweeps of this host that were killed
+            m = _PICKLE.search(stale.name)
+            if m and m["host"] == _host() and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+                stale.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Remove the pickled computations this sweep wrote (its jobs are over)."""
+        for path in self.pickles:
+            path.unlink(missing_ok=True)
+        self.pickles.clear()
 
     def fill(self, name: str, items: list[tuple[Any, Callable[[], Any]]], code: str) -> list:
         import cloudpickle
@@ -399,7 +411,7 @@ class SweepCache(ResultsCache):
 
     def _jobs(self, name: str, items: list, code: str, cloudpickle) -> list[Job]:
         """One :class:`Job` per item; the computation is pickled once per distinct function, beside the
-        cache (``.sweep/<hash>.pkl``), for every worker to read."""
+        cache (``.sweep/<hash>-<host>-<pid>.pkl``), for every worker to read, and removed when the sweep ends."""
         folder = self.root / ".sweep"
         folder.mkdir(parents=True, exist_ok=True)
         jobs, written = [], {}
@@ -409,11 +421,12 @@ class SweepCache(ResultsCache):
             function = compute.func if with_config else compute
             if id(function) not in written:
                 blob = cloudpickle.dumps(function)
-                path = folder / f"{hashlib.sha256(blob).hexdigest()[:24]}.pkl"
+                path = folder / f"{hashlib.sha256(blob).hexdigest()[:24]}-{_host()}-{os.getpid()}.pkl"
                 if not path.exists():
-                    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+                    tmp = path.with_name(path.name + ".tmp")
                     tmp.write_bytes(blob)
                     os.replace(tmp, path)
+                    self.pickles.append(path)
                 written[id(function)] = str(path)
             jobs.append(Job(name, config, code, written[id(function)], with_config, str(self.root), self.threads))
         return jobs
@@ -441,6 +454,7 @@ class SweepCache(ResultsCache):
 
 
 _ABSENT = object()
+_PICKLE = re.compile(r"^[0-9a-f]{24}-(?P<host>.+)-(?P<pid>\d+)\.pkl(\.tmp)?$")
 
 
 def run_sweep(recipe: str, profile: str = "quick", executor=None, cache_root: str | Path | None = None,
@@ -475,6 +489,7 @@ def run_sweep(recipe: str, profile: str = "quick", executor=None, cache_root: st
         result = entry.call(settings, cache, get_profile(profile))
     finally:
         executor.close()
+        cache.close()
     c = cache.counts
     report(f"{recipe}: {c['ran']} job(s) run, {c['cached']} read from the cache, {c['retried']} retried, "
            f"in {time.perf_counter() - start:.1f} s")
