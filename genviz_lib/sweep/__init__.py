@@ -45,7 +45,8 @@ from ..config import PROFILES, ResultsCache, _host, _pid_alive, compute_seeded, 
 from .recipes import RECIPES, Recipe
 
 __all__ = ["Job", "run", "digest_of", "SweepCache", "SweepFailed", "InlineExecutor", "LocalExecutor",
-           "RayExecutor", "SlurmExecutor", "EXECUTORS", "make_executor", "run_sweep", "RECIPES", "Recipe"]
+           "RayExecutor", "SlurmExecutor", "EXECUTORS", "make_executor", "SweepPlan", "prepare", "run_sweep", "RECIPES",
+           "Recipe"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,8 +79,8 @@ class Job:
 
 def run(job: Job) -> dict:
     """Compute ``job`` with ``job.threads`` torch threads under its own seed, store the result in the cache
-    and return a record of it: ``name``, ``key``, ``digest`` (of the value, :func:`digest_of`), ``seconds``,
-    ``host`` and ``pid``. Picklable, and what every executor calls in its workers."""
+    and return a record of it: ``name``, ``key``, ``seconds``, ``host`` and ``pid`` (the sweep digests the value
+    it reads back from the cache). Picklable, and what every executor calls in its workers."""
     import cloudpickle
 
     start, threads = time.perf_counter(), torch.get_num_threads()
@@ -93,8 +94,8 @@ def run(job: Job) -> dict:
         torch.set_num_threads(threads)
     cache = ResultsCache(job.cache_root)
     cache.put(job.name, job.config, value, job.code)
-    return dict(name=job.name, key=job.key, digest=digest_of(value), seconds=time.perf_counter() - start,
-                host=socket.gethostname(), pid=os.getpid())
+    return dict(name=job.name, key=job.key, seconds=time.perf_counter() - start, host=socket.gethostname(),
+                pid=os.getpid())
 
 
 def _is_timing(key: str) -> bool:
@@ -159,6 +160,16 @@ def _error_text(err: BaseException) -> str:
     return "".join(lines).strip().splitlines()[-1] if lines else repr(err)
 
 
+def _finish(job: Job, result: Callable[[], dict], done: Done, error_text=_error_text) -> None:
+    """Report ``job`` to ``done``: its record from ``result()``, or the error that raised, as one line."""
+    try:
+        record = result()
+    except Exception as err:  # reported, and the sweep goes on with the other jobs
+        done(job, None, error_text(err))
+    else:
+        done(job, record, None)
+
+
 class InlineExecutor:
     """Every job in this process, one after another (the default)."""
 
@@ -170,12 +181,7 @@ class InlineExecutor:
 
     def run_all(self, jobs: list[Job], done: Done) -> None:
         for job in jobs:
-            try:
-                record = run(job)
-            except Exception as err:  # reported, and the sweep goes on with the other jobs
-                done(job, None, _error_text(err))
-            else:
-                done(job, record, None)
+            _finish(job, lambda: run(job), done)
 
     def close(self) -> None:
         pass
@@ -188,6 +194,7 @@ class LocalExecutor(InlineExecutor):
 
     def __init__(self, workers: int = 2):
         self.workers = workers
+        self._pool = None
 
     def check(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 1:
@@ -196,17 +203,18 @@ class LocalExecutor(InlineExecutor):
     def run_all(self, jobs: list[Job], done: Done) -> None:
         if self.workers == 1:
             return super().run_all(jobs, done)
-        import multiprocessing
+        if self._pool is None:  # started once, for every stage of the sweep and its retries
+            import multiprocessing
 
-        with futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pending = {pool.submit(run, job): job for job in jobs}
-            for future in futures.as_completed(pending):
-                try:
-                    record = future.result()
-                except Exception as err:
-                    done(pending[future], None, _error_text(err))
-                else:
-                    done(pending[future], record, None)
+            self._pool = futures.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        pending = {self._pool.submit(run, job): job for job in jobs}
+        for future in futures.as_completed(pending):
+            _finish(pending[future], future.result, done)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 class RayExecutor(InlineExecutor):
@@ -243,15 +251,9 @@ class RayExecutor(InlineExecutor):
         while pending:
             finished, _ = ray.wait(list(pending), num_returns=1)
             for ref in finished:
-                job = pending.pop(ref)
-                try:
-                    record = ray.get(ref)
-                except ray.exceptions.RayTaskError as err:
-                    done(job, None, _error_text(err.cause if err.cause is not None else err))
-                except Exception as err:  # a worker that died, a task that could not be scheduled
-                    done(job, None, _error_text(err))
-                else:
-                    done(job, record, None)
+                # a task's own error is its cause; a worker that died or a task that could not be scheduled is not
+                _finish(pending.pop(ref), lambda: ray.get(ref), done, lambda err: _error_text(
+                    err.cause if isinstance(err, ray.exceptions.RayTaskError) and err.cause is not None else err))
 
     def close(self) -> None:
         if self._started:
@@ -273,6 +275,7 @@ class SlurmExecutor(InlineExecutor):
                  poll: float = 0.5, **parameters: Any):
         self.folder, self.cluster, self.workers, self.poll = folder, cluster, workers, poll
         self.parameters = parameters
+        self._submitit = None
 
     def check(self) -> None:
         try:
@@ -287,15 +290,16 @@ class SlurmExecutor(InlineExecutor):
             raise ValueError(f"workers must be a positive integer, got {self.workers!r}")
 
     def _executor(self):
-        import submitit
+        """submitit's executor, made on first use and kept for every stage of the sweep and its retries."""
+        if self._submitit is None:
+            import submitit
 
-        folder = self.folder or tempfile.mkdtemp(prefix="genviz-submitit-")
-        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
-        threads = self.parameters.pop("cpus_per_task", None)
-        executor.update_parameters(**self.parameters, **({"cpus_per_task": threads} if threads else {}))
-        if self.cluster == "slurm":
-            executor.update_parameters(slurm_array_parallelism=self.workers)
-        return executor
+            folder = self.folder or tempfile.mkdtemp(prefix="genviz-submitit-")
+            self._submitit = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+            self._submitit.update_parameters(**self.parameters)
+            if self.cluster == "slurm":
+                self._submitit.update_parameters(slurm_array_parallelism=self.workers)
+        return self._submitit
 
     def run_all(self, jobs: list[Job], done: Done) -> None:
         executor, todo, running = self._executor(), list(jobs), {}
@@ -304,14 +308,9 @@ class SlurmExecutor(InlineExecutor):
                 job = todo.pop(0)
                 running[executor.submit(run, job)] = job
             for handle in [h for h in running if h.done()]:
-                job = running.pop(handle)
-                try:
-                    record = handle.result()
-                except Exception as err:  # submitit's FailedJobError carries the worker's traceback
-                    text = str(err).strip().splitlines()
-                    done(job, None, text[-1] if text else repr(err))
-                else:
-                    done(job, record, None)
+                # submitit's FailedJobError carries the worker's traceback: its last line is the error
+                _finish(running.pop(handle), handle.result, done,
+                        lambda err: (str(err).strip().splitlines() or [repr(err)])[-1])
             if running:
                 time.sleep(self.poll)
 
@@ -457,18 +456,46 @@ _ABSENT = object()
 _PICKLE = re.compile(r"^[0-9a-f]{24}-(?P<host>.+)-(?P<pid>\d+)\.pkl(\.tmp)?$")
 
 
-def run_sweep(recipe: str, profile: str = "quick", executor=None, cache_root: str | Path | None = None,
-              threads: int = 1, overrides: dict | None = None, report: Callable[[str], None] = print,
-              export: str | Path | None = None) -> str:
-    """Run the chapter recipe ``recipe`` of ``profile`` on ``executor`` (inline when ``None``) with every job
-    at ``threads`` torch threads, the results going to the cache at ``cache_root`` (the default cache when
-    ``None``); return the digest. ``overrides`` change fields of the recipe's settings. Everything is checked
-    — the recipe, the profile, the settings, the executor and its cluster — before any job is submitted.
-    Raises :class:`SweepFailed` when a job failed twice (after the others have finished and been cached).
+@dataclasses.dataclass
+class SweepPlan:
+    """A sweep checked and ready to run (:func:`prepare`): nothing has been submitted yet."""
 
-    ``export`` (a folder, e.g. :func:`~genviz_lib.config.results_dir`) writes the recipe's table there as
-    ``<recipe>-<profile>.csv``, with ``<recipe>-<profile>.json`` beside it (profile, settings, digest, executor,
-    date): the files a book build shows as that profile's results (see the appendix on paper scale)."""
+    recipe: str
+    profile: str
+    settings: Any
+    executor: Any
+    threads: int
+    export: Path | None
+
+    def run(self, cache_root: str | Path | None = None, report: Callable[[str], None] = print) -> str:
+        """Run the recipe, the results going to the cache at ``cache_root`` (the default cache when ``None``);
+        return the digest. Raises :class:`SweepFailed` when a job failed twice (after the others have
+        finished and been cached)."""
+        entry, executor = RECIPES[self.recipe], self.executor
+        cache = SweepCache(executor, cache_root if cache_root is not None else get_cache().root, self.threads, report)
+        start = time.perf_counter()
+        report(f"sweep {self.recipe} ({self.profile}) on {executor.name}: cache {cache.root}")
+        try:
+            result = entry.call(self.settings, cache, get_profile(self.profile))
+        finally:
+            executor.close()
+            cache.close()
+        c = cache.counts
+        report(f"{self.recipe}: {c['ran']} job(s) run, {c['cached']} read from the cache, {c['retried']} retried, "
+               f"in {time.perf_counter() - start:.1f} s")
+        digest = cache.digest()
+        if self.export is not None:
+            for path in _export(self.export, self.recipe, self.profile, entry.table(result), self.settings, digest,
+                                executor.name):
+                report(f"wrote {path}")
+        return digest
+
+
+def prepare(recipe: str, profile: str = "quick", executor=None, threads: int = 1, overrides: dict | None = None,
+            export: str | Path | None = None) -> SweepPlan:
+    """Check everything a sweep needs — the recipe, the profile, the settings with ``overrides`` applied, the
+    thread count, the executor and its cluster (a Ray cluster is started or joined here) — and raise
+    ``ValueError``, ``TypeError`` or ``RuntimeError`` before any job is submitted."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}: the recipes are {', '.join(sorted(RECIPES))}")
     if profile not in PROFILES:
@@ -482,22 +509,22 @@ def run_sweep(recipe: str, profile: str = "quick", executor=None, cache_root: st
     settings = entry.settings(get_profile(profile), overrides or {})
     executor = executor or InlineExecutor()
     executor.check()
-    cache = SweepCache(executor, cache_root if cache_root is not None else get_cache().root, threads, report)
-    start = time.perf_counter()
-    report(f"sweep {recipe} ({profile}) on {executor.name}: cache {cache.root}")
-    try:
-        result = entry.call(settings, cache, get_profile(profile))
-    finally:
-        executor.close()
-        cache.close()
-    c = cache.counts
-    report(f"{recipe}: {c['ran']} job(s) run, {c['cached']} read from the cache, {c['retried']} retried, "
-           f"in {time.perf_counter() - start:.1f} s")
-    digest = cache.digest()
-    if export is not None:
-        for path in _export(Path(export), recipe, profile, entry.table(result), settings, digest, executor.name):
-            report(f"wrote {path}")
-    return digest
+    return SweepPlan(recipe, profile, settings, executor, threads, None if export is None else Path(export))
+
+
+def run_sweep(recipe: str, profile: str = "quick", executor=None, cache_root: str | Path | None = None,
+              threads: int = 1, overrides: dict | None = None, report: Callable[[str], None] = print,
+              export: str | Path | None = None) -> str:
+    """Run the chapter recipe ``recipe`` of ``profile`` on ``executor`` (inline when ``None``) with every job
+    at ``threads`` torch threads, the results going to the cache at ``cache_root`` (the default cache when
+    ``None``); return the digest. ``overrides`` change fields of the recipe's settings. Everything is checked
+    first (:func:`prepare`), before any job is submitted. Raises :class:`SweepFailed` when a job failed twice
+    (after the others have finished and been cached).
+
+    ``export`` (a folder, e.g. :func:`~genviz_lib.config.results_dir`) writes the recipe's table there as
+    ``<recipe>-<profile>.csv``, with ``<recipe>-<profile>.json`` beside it (profile, settings, digest, executor,
+    date): the files a book build shows as that profile's results (see the appendix on paper scale)."""
+    return prepare(recipe, profile, executor, threads, overrides, export).run(cache_root, report)
 
 
 def _export(folder: Path, recipe: str, profile: str, rows: list[dict], settings, digest: str, executor: str):

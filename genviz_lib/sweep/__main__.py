@@ -13,7 +13,7 @@ import ast
 import sys
 
 from ..config import results_dir
-from . import RECIPES, SweepFailed, make_executor, run_sweep
+from . import RECIPES, SweepFailed, make_executor, prepare
 
 
 def _value(text: str):
@@ -73,16 +73,17 @@ def main(argv: list[str] | None = None) -> int:
         executor = make_executor(args.executor, jobs=args.jobs, address=args.address, cluster=args.cluster,
                                  folder=args.folder, gpus=args.gpus, **slurm)
         export = None if args.export is None else (args.export or results_dir())
-        digest = run_sweep(args.recipe, args.profile, executor, cache_root=args.cache, threads=args.threads,
-                           overrides=overrides, report=lambda line: print(line, flush=True), export=export)
+        plan = prepare(args.recipe, args.profile, executor, threads=args.threads, overrides=overrides, export=export)
+    except (ValueError, TypeError, RuntimeError) as err:
+        print(f"error: {err} (nothing was submitted)", file=sys.stderr)
+        return 2
+    try:
+        digest = plan.run(cache_root=args.cache, report=lambda line: print(line, flush=True))
     except SweepFailed as err:
         print(f"FAILED: {len(err.failures)} job(s) failed twice; every other result is in the cache", flush=True)
         for label, error in err.failures:
             print(f"  {label}: {error}", flush=True)
         return 1
-    except (ValueError, TypeError, RuntimeError) as err:
-        print(f"error: {err} (nothing was submitted)", file=sys.stderr)
-        return 2
     print(f"digest: {digest}", flush=True)
     return 0
 
