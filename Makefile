@@ -1,7 +1,8 @@
 # genviz — one-command set-up, book build, tests and benchmarks.
 #   make book   set up, execute every chapter in the `book` profile, build _build/html (warnings are errors)
 #   make test   set up, unit tests + every chapter in the `quick` profile under nbval + pair check + book build
-#   make assignments  student and instructor notebooks of every chapter's exercises, and a student book
+#   make assignments  student and instructor notebooks of every chapter's exercises, and an nbgrader course (seconds)
+#   make student-book the book with every solution hidden, for students (reuses `make book`'s executed chapters)
 #   make bench  genviz against plain reference paths and the peer libraries on the same work, with the ratios
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +14,7 @@ QUICK_NB := _build/quick-notebooks
 COLAB_SAMPLE := 02_poisoning
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup data book assignments test test-colab unit bench sync check-widgets check-launch clean
+.PHONY: setup data book assignments student-book test test-colab unit bench sync check-widgets check-launch clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +37,14 @@ data:
 book: setup
 	$(BIN)/jupyter-book build . -W --keep-going
 
-# Instructors: _build/assignments/{instructor,student}/<chapter>.ipynb and the book with solutions hidden
-# (_build/assignments/book/_build/html), which reuses `make book`'s executed chapters. See tools/assignments.py.
+# Instructors: _build/assignments/{instructor,student}/<chapter>.ipynb and an nbgrader course in
+# _build/assignments/course/ (nbgrader_config.py, source/<chapter>/<chapter>.ipynb). See tools/assignments.py.
 assignments: setup
 	$(BIN)/python tools/assignments.py
+
+# The book with every solution hidden (_build/assignments/book/_build/html); after `make book` nothing executes again
+student-book: setup
+	$(BIN)/python tools/assignments.py --student-book
 
 unit: setup
 	$(BIN)/pytest tests

@@ -13,6 +13,10 @@ An exercise asks the reader to compute something and store it under a name; the 
 - ``satisfies``: a function of the answer that is true for a right one (a property that is easy to verify
   and hard to fake, for example that ``H v = λ v`` for an eigenpair).
 
+A check cell may also hold instructor-only tests (nbgrader's hidden tests), which a student's copy does not
+show; its check then says ``hidden_tests=True`` and, when the answer passes, prints that it passed *the visible
+check* rather than that it is right: the hidden tests may still reject it.
+
 A wrong or missing answer raises :class:`NotYet`, which a notebook shows as one line, "Not yet: ..."
 with the hint, without a traceback; nbgrader counts the cell as failed, so a check cell is also a graded
 test cell. The value is looked up by name in the namespace of the caller (the notebook's), so that a
@@ -46,12 +50,14 @@ class NotYet(AssertionError):
 
 def check(name: str, *, close_to: Any = _MISSING, rtol: float = 1e-6, atol: float = 0.0,
           within: tuple[float, float] | None = None, satisfies: Callable[[Any], bool] | None = None,
-          hint: str = "", namespace: dict | None = None) -> None:
+          hint: str = "", hidden_tests: bool = False, namespace: dict | None = None) -> None:
     """Check the answer stored under ``name``; print "✓ name is right." or raise :class:`NotYet`.
 
     Exactly one of ``close_to``, ``within`` and ``satisfies`` says what a right answer is. ``close_to``
     compares numbers, arrays and tensors elementwise (``|answer − reference| ≤ atol + rtol·|reference|``,
     shapes equal); ``within`` asks for one number in a closed interval; ``satisfies`` calls a predicate.
+    ``hidden_tests``: the cell goes on with tests the student does not see, so a pass is reported as
+    "✓ name passes the visible check" (the grader's tests may still find it wrong), never as "right".
     ``namespace`` defaults to the caller's globals (the notebook's variables).
     """
     given = [close_to is not _MISSING, within is not None, satisfies is not None]
@@ -85,7 +91,10 @@ def check(name: str, *, close_to: Any = _MISSING, rtol: float = 1e-6, atol: floa
         if not ok:
             raise NotYet(name, f"`{name}` does not have the property a right answer has.", hint)
         tolerance = ""
-    print(f"✓ {name} is right{tolerance}.")
+    if hidden_tests:
+        print(f"✓ {name} passes the visible check{tolerance}; the grader runs further tests.")
+    else:
+        print(f"✓ {name} is right{tolerance}.")
 
 
 def _tolerance(rtol: float, atol: float) -> str:

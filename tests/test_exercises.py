@@ -21,6 +21,16 @@ def test_a_right_answer_passes_and_says_so_without_the_reference(capsys):
     assert "0.25" not in " ".join(out)  # the reference is never printed
 
 
+def test_a_check_followed_by_hidden_tests_never_says_right(capsys):
+    check("tau", close_to=0.25, rtol=1e-5, hidden_tests=True, namespace={"tau": 0.25})
+    check("p", within=(0.5, 0.9), hidden_tests=True, namespace={"p": 0.7})
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["✓ tau passes the visible check (to within 1e-05 relative); the grader runs further tests.",
+                   "✓ p passes the visible check; the grader runs further tests."]
+    with pytest.raises(NotYet, match="not in the range"):  # a wrong answer is still "Not yet"
+        check("p", within=(0.5, 0.9), hidden_tests=True, namespace={"p": 0.2})
+
+
 @pytest.mark.parametrize("value, kwargs, reason", [
     (0.26, {"close_to": 0.25, "rtol": 1e-3}, "`x` is not right yet."),
     (float("nan"), {"close_to": 0.25}, "`x` has entries that are not finite numbers."),

@@ -31,9 +31,11 @@ committed notebooks against a fresh generation.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -458,6 +460,27 @@ def _assignment_cells(cells: list, name: str) -> list:
     return out
 
 
+def _check_hidden_tests(chapter: _Chapter, source: str) -> None:
+    """A check cell with hidden tests speaks to the student: its visible check says ``hidden_tests=True`` (so
+    that it never calls an answer right that a hidden test rejects), and every hidden ``assert`` carries a
+    message (nbgrader shows a bare ``AssertionError`` otherwise); a check that announces hidden tests has some."""
+    hidden = solution_regions(source, HIDDEN_MARKERS)
+    visible = ast.parse(_without_regions(source, HIDDEN_MARKERS, []))
+    announced = any(isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "check"
+                    and any(k.arg == "hidden_tests" and getattr(k.value, "value", False) is True for k in node.keywords)
+                    for node in ast.walk(visible))
+    if hidden and not announced:
+        raise chapter.error("a check cell with hidden tests whose check() does not say hidden_tests=True: it would "
+                            "tell the student an answer is right that a hidden test may reject")
+    if announced and not hidden:
+        raise chapter.error("check(..., hidden_tests=True) in a cell without hidden tests")
+    bare = [node for node in ast.walk(ast.parse(textwrap.dedent("\n".join(hidden))))
+            if isinstance(node, ast.Assert) and node.msg is None]
+    if bare:
+        raise chapter.error(f"a hidden test without a message ({ast.unparse(bare[0])}): write what is wrong, in the "
+                            "student's words, without the answer")
+
+
 def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, points: int = 0) -> dict:
     meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
             "solution": solution, "task": False}
@@ -584,6 +607,7 @@ def _cells(chapter: _Chapter, source_cells: list, variant: str) -> list:
         elif "check" in tags:
             if exercise is None:
                 raise chapter.error("a check cell before any exercise")
+            _check_hidden_tests(chapter, text)
             if variant == "launch":
                 text = reader_code(text)
             else:
@@ -615,15 +639,12 @@ def _about(md: Path, site: str, repo: str, executed: bool = False, variant: str 
         text = (f"**The exercises of a chapter of the [genviz book]({site})**: read the chapter first, on [its web "
                 f"page]({page}). This notebook is generated from {source} and runs in the `quick` profile: each "
                 "exercise takes seconds to a minute on a laptop. Run the cells from the top. ")
-        if variant == "student":
-            text += ("In a coding exercise, replace `# YOUR CODE HERE` and `raise NotImplementedError()` with your "
-                     "code; the cell after it checks your answer, printing ✓ when it is right and \"Not yet\" with "
-                     "a hint when it is not (it never prints the answer). Write your written answers where it says "
-                     f"{ANSWER_STUB}.")
-        else:
-            text += ("**Instructor's copy**: it holds the solutions (between `### BEGIN SOLUTION` and `### END "
-                     "SOLUTION`), the written answers, the checks with their hidden tests, and nbgrader's cell "
-                     "metadata; the student's copy is generated from it.")
+        # one text for both copies: nbgrader releases the instructor's copy to students as it is, cell for cell
+        text += ("In a coding exercise, replace `# YOUR CODE HERE` and `raise NotImplementedError()` with your "
+                 "code; the cell after it checks your answer, printing ✓ when it is right (or, where the grader "
+                 "runs further tests, when it passes the visible check) and \"Not yet\" with a hint when it is not; "
+                 f"it never prints the answer. Write your written answers where it says {ANSWER_STUB}. (The "
+                 "instructor's copy of this notebook has the solutions filled in.)")
         return _quote(text)
     head = (f"**This is a notebook of the [genviz book]({site})** — the same chapter as [its web page]({page}), "
             f"generated from {source}. ")
