@@ -240,12 +240,14 @@ class GranulatedTau:
     """Jiang et al.'s granulated Kendall coefficient (2020, eq. 4): ``psi[h]`` for each hyperparameter ``h``, the
     mean τ over the groups of nets that differ in ``h`` alone; ``Psi``, their mean. ``groups[h]`` counts the groups
     that entered ``psi[h]`` and ``undefined[h]`` those left out because the measure or the gap was constant in
-    them (τ is undefined there)."""
+    them (τ is undefined there); ``per_group[h]`` holds the τ of every group, NaN where undefined, in an order
+    that depends on the grid alone (what :func:`genviz_lib.scores.score_intervals` resamples)."""
 
     psi: dict
     Psi: float
     groups: dict
     undefined: dict
+    per_group: dict = dataclasses.field(default_factory=dict)
 
 
 def granulated_tau(measure: Sequence[float], gap: Sequence[float], hyperparameters: dict,
@@ -267,7 +269,7 @@ def granulated_tau(measure: Sequence[float], gap: Sequence[float], hyperparamete
         raise ValueError("need at least one hyperparameter")
     if np.isnan(measure).any() or np.isnan(gap).any():
         raise ValueError("the measure or the gap holds a NaN: drop those nets (and say so) before scoring")
-    psi, groups, undefined = {}, {}, {}
+    psi, groups, undefined, per_group = {}, {}, {}, {}
     for h in hyperparameters:
         keys = [tuple(columns[c][i] for c in columns if c != h) for i in range(len(measure))]
         by_key: dict = {}
@@ -279,9 +281,8 @@ def granulated_tau(measure: Sequence[float], gap: Sequence[float], hyperparamete
                 raise ValueError(f"the nets with {dict(zip([c for c in columns if c != h], key))} do not vary "
                                  f"{h!r}: granulated τ needs a factorial grid")
             m, g = measure[members], gap[members]
-            if np.all(m == m[0]) or np.all(g == g[0]):
-                continue
-            taus.append(kendall_tau(m, g))
-        groups[h], undefined[h] = len(taus), len(by_key) - len(taus)
-        psi[h] = float(np.mean(taus)) if taus else math.nan
-    return GranulatedTau(psi, float(np.mean(list(psi.values()))), groups, undefined)
+            taus.append(math.nan if np.all(m == m[0]) or np.all(g == g[0]) else kendall_tau(m, g))
+        defined = [t for t in taus if not math.isnan(t)]
+        groups[h], undefined[h], per_group[h] = len(defined), len(taus) - len(defined), taus
+        psi[h] = float(np.mean(defined)) if defined else math.nan
+    return GranulatedTau(psi, float(np.mean(list(psi.values()))), groups, undefined, per_group)

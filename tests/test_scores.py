@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from genviz_lib import scores
+from genviz_lib import norms, scores
 
 # The tiny grid: hyperparameters A, B ∈ {0, 1}, seeds {0, 1}: 8 nets, indexed (A, B, seed).
 GRID = list(itertools.product([0, 1], [0, 1], [0, 1]))
@@ -192,3 +192,89 @@ def test_cmi_rejects_bad_input():
         scores.conditional_mutual_information(MU, [0.1] * 8, HPS)
     with pytest.raises(ValueError, match="max_conditioning"):
         scores.conditional_mutual_information(MU, GAP, HPS, max_conditioning=-1)
+
+
+# ---------------------------------------------------------------- intervals
+
+def _zoo(rng, per_level=(3, 2, 2), seeds=3, noise=0.01, effects=(0.02, 0.01, 0.1)):
+    """A factorial zoo whose gap rises with each hyperparameter by its effect per level, plus noise."""
+    grid = list(itertools.product(*(range(k) for k in per_level), range(seeds)))
+    columns = np.array(grid).T
+    gap = sum(e * columns[i] for i, e in enumerate(effects)) + rng.normal(0, noise, len(grid))
+    hps = {name: columns[i].tolist() for i, name in enumerate(("w", "d", "p"))}
+    return gap, hps, {"seed": columns[3].tolist()}
+
+
+def test_noise_threshold_is_dziugaite_et_al_s_weight_boundary():
+    t = scores.noise_threshold(10_000)
+    assert t == pytest.approx(1.96 / 100, rel=1e-3)
+    weight = lambda dg, n: max(0.0, 1 - 2 * math.exp(-n * dg ** 2 / 2)) ** 2 - 0.5  # their Monte Carlo weight
+    assert weight(t * 1.001, 10_000) > 0 > weight(t * 0.999, 10_000)
+    with pytest.raises(ValueError, match="positive number of test points"):
+        scores.noise_threshold(0)
+
+
+def test_intervals_hold_the_point_scores_and_pair_the_resamples():
+    rng = np.random.default_rng(0)
+    gap, hps, fixed = _zoo(rng)
+    noisy = gap + rng.normal(0, 0.03, len(gap))
+    r = scores.score_intervals({"gap": gap, "noisy": noisy, "minus": -gap}, gap, hps, fixed, samples=300,
+                               cmi_samples=50)
+    rows = {row["measure"]: row for row in r.rows}
+    point = rows["noisy"]
+    assert point["tau"] == norms.kendall_tau(noisy, gap)
+    assert point["granulated_tau"] == norms.granulated_tau(noisy, gap, hps, fixed=fixed).Psi
+    assert point["sign_error_mean"] == scores.sign_error(noisy, gap, hps, fixed=fixed).mean
+    assert point["cmi"] == scores.conditional_mutual_information(noisy, gap, hps).score
+    for score in ("tau", "granulated_tau", "psi_w", "sign_error_mean", "cmi"):
+        assert point[f"{score}_lo"] <= point[score] <= point[f"{score}_hi"], score
+        assert point[f"{score}_lo"] < point[f"{score}_hi"], f"{score}: a noisy measure's interval has width"
+    assert np.allclose([rows["gap"]["tau_lo"], rows["gap"]["tau_hi"], rows["minus"]["tau_hi"]], [1, 1, -1])
+    # paired: the gap beats the noisy measure on τ, and a measure never differs from itself
+    estimate, low, high = r.difference("gap", "noisy")
+    assert estimate == 1 - point["tau"] and 0 < low <= estimate <= high
+    assert r.resolved("gap", "noisy") and not r.resolved("noisy", "noisy")
+    assert r.difference("noisy", "noisy") == (0.0, 0.0, 0.0)
+
+
+def test_tau_intervals_cover_the_population_tau():
+    """Zoos drawn from one population, where a measure is the gap plus Gaussian noise: the population τ is
+    (2/π)·arcsin(ρ) for the correlation ρ of the two (Greiner's relation for a bivariate normal). The 90%
+    intervals must cover it in about 90% of 120 zoos (a binomial 99.9% band: 79–98%)."""
+    rng = np.random.default_rng(1)
+    covered, zoos = 0, 120
+    for _ in range(zoos):
+        n = 96
+        gap = rng.normal(size=n)
+        measure = gap + rng.normal(size=n)  # ρ = 1/√2
+        hps = {"h": [i % 2 for i in range(n)]}
+        fixed = {"seed": [i // 2 for i in range(n)]}
+        row = scores.score_intervals({"m": measure}, gap, hps, fixed, samples=400, cmi_samples=1,
+                                     level=0.9, seed=int(rng.integers(1 << 30))).rows[0]
+        covered += row["tau_lo"] <= 2 / math.pi * math.asin(1 / math.sqrt(2)) <= row["tau_hi"]
+    assert 0.79 * zoos <= covered <= 0.98 * zoos, f"covered in {covered} of {zoos} zoos"
+
+
+def test_the_noise_filter_moves_the_oracle_s_worst_sign_error():
+    """A measure that sees the gap through noise (an oracle): where a hyperparameter does not move the gap, pairs
+    closer than that noise make its worst environment a coin flip or worse; filtered at three times the noise,
+    those pairs are dropped and the worst case falls."""
+    rng = np.random.default_rng(2)
+    gap, hps, fixed = _zoo(rng, noise=0.02, effects=(0.0, 0.0, 0.1))
+    oracle = gap + rng.normal(0, 0.01, len(gap))
+    raw = scores.sign_error(oracle, gap, hps, fixed=fixed)
+    filtered = scores.sign_error(oracle, gap, hps, fixed=fixed, min_gap_difference=0.03 * math.sqrt(2))
+    assert raw.worst >= 2 / 3 and filtered.worst < raw.worst and filtered.dropped_pairs > 0
+
+
+def test_intervals_reject_bad_input_before_resampling():
+    rng = np.random.default_rng(3)
+    gap, hps, fixed = _zoo(rng)
+    for kwargs, message in [({"level": 1.0}, "level"), ({"samples": 0}, "at least one resample"),
+                            ({"max_conditioning": -1}, "max_conditioning")]:
+        with pytest.raises(ValueError, match=message):
+            scores.score_intervals({"m": gap}, gap, hps, fixed, **kwargs)
+    with pytest.raises(ValueError, match="one entry per net"):
+        scores.score_intervals({"m": gap[:-1]}, gap, hps, fixed)
+    with pytest.raises(ValueError, match="at least one name"):
+        scores.score_intervals({}, gap, hps, fixed)
