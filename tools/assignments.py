@@ -71,6 +71,12 @@ c = get_config()  # noqa: F821 (nbgrader defines it)
 
 c.CourseDirectory.course_id = "{COURSE_ID}"
 
+# nbgrader's exchange (release_assignment, collect, and the formgrader's Release and Collect columns): a folder of
+# this course, for one instructor on one machine. On a JupyterHub, set it to the hub's shared exchange instead.
+import os  # noqa: E402
+
+c.Exchange.root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exchange")
+
 # How long autograde lets one cell run. nbgrader's default, 30 s, is too short: a chapter's set-up cell trains
 # its nets when the results cache is empty (the slowest takes about 10 s on a 2-core laptop, several times
 # that on a busy or slower machine), and a cell killed by the timeout fails every check after it.
