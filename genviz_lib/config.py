@@ -328,7 +328,16 @@ class ResultsCache:
         """The stored value, or ``default`` when there is none or it cannot be read."""
         if not self.enabled:
             return default
-        path = self.path(name, config, code)
+        return self._read(self.path(name, config, code), default)
+
+    def get_key(self, name: str, key: str, default: Any = None) -> Any:
+        """The value stored under ``name`` and ``key`` (as :meth:`key` gives it), or ``default``: how a sweep's
+        published entries are read back to compare them (:func:`genviz_lib.sweep.compare`)."""
+        if not self.enabled or not re.fullmatch(r"[0-9a-f]{24}", key):
+            return default
+        return self._read(self.path(name, None).with_name(f"{key}.pt"), default)
+
+    def _read(self, path: Path, default: Any) -> Any:
         if not path.exists():
             return default
         try:

@@ -90,7 +90,8 @@ def test_the_book_publishes_its_profiles_results_and_flags_a_missing_one(tmp_pat
     spec.loader.exec_module(module)
     results = tmp_path / "data" / "results"
     results.mkdir(parents=True)
-    for name in ("scoreboard-book.csv", "scoreboard-book-tau.csv", "bound-book.json", "scoreboard-quick.csv"):
+    for name in ("scoreboard-book.csv", "scoreboard-book-tau.csv", "bound-book.json", "scoreboard-quick.csv",
+                 "scoreboard-full.csv", "scoreboard-full.json"):  # full: a committed sweep's export
         (results / name).write_text(name)
     out = tmp_path / "html"
     (out / "chapters").mkdir(parents=True)
@@ -106,5 +107,6 @@ def test_the_book_publishes_its_profiles_results_and_flags_a_missing_one(tmp_pat
     app = types.SimpleNamespace(outdir=str(out), builder=types.SimpleNamespace(format="html"))
     module.publish_results(app, None)
     published = sorted(p.name for p in (out / "data" / "results").iterdir())
-    assert published == ["bound-book.json", "scoreboard-book-tau.csv", "scoreboard-book.csv"]
+    assert published == ["bound-book.json", "scoreboard-book-tau.csv", "scoreboard-book.csv", "scoreboard-full.csv",
+                         "scoreboard-full.json"]
     assert len(warnings) == 1 and "missing-book.json" in warnings[0]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from genviz_lib import config, sweep, train
+from genviz_lib.sweep import __main__ as sweep_main
 from genviz_lib.experiments import huang2020
 from genviz_lib.sweep import __main__ as cli
 
@@ -252,6 +253,21 @@ def test_export_writes_the_recipes_table_and_where_it_came_from(inline_digest, t
     about = json.loads((tmp_path / "poison_sweep-quick.json").read_text())
     assert about["digest"] == digest == inline_digest[0] and about["profile"] == "quick" and about["rows"] == len(rows)
     assert about["settings"]["seeds"] == QUICK.seeds
+    from genviz_lib.fingerprint import library_fingerprint
+    assert about["code_fingerprint"] == library_fingerprint() and about["threads"] == 1 and about["workers"] == 1
+    assert about["wall_seconds"] >= 0 and about["jobs_run"] + about["jobs_cached"] >= 1 and about["host"]
+    # a rerun is checked entry by entry against the export: equal values pass, a changed one is named
+    found = sweep.compare(tmp_path / "poison_sweep-quick.json", inline_digest[1])
+    assert len(found["same"]) == len(about["entries"]) >= 1 and not found["different"] and not found["absent"]
+    name, _, key = found["same"][0].rpartition("/")
+    cache = config.ResultsCache(tmp_path / "other")
+    cache.put(name, None, {"changed": 1})
+    (cache.root / name / next(p.name for p in (cache.root / name).iterdir())).rename(cache.root / name / f"{key}.pt")
+    assert sweep.compare(tmp_path / "poison_sweep-quick.json", cache.root)["different"] == [found["same"][0]]
+    assert sweep_main.main(["--compare", str(tmp_path / "poison_sweep-quick.json"), "--cache",
+                            str(inline_digest[1])]) == 0
+    assert sweep_main.main(["--compare", str(tmp_path / "poison_sweep-quick.json"), "--cache",
+                            str(cache.root)]) == 1
     with pytest.raises(ValueError, match="recipe 'puzzle' has no table to export"):
         sweep.run_sweep("puzzle", "quick", _Spy(), tmp_path / "none", export=tmp_path)
     assert not (tmp_path / "none").exists()

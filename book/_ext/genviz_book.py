@@ -15,7 +15,9 @@
    source, whose roles and directives Jupyter shows raw) with the chapter's launch notebook carrying
    that same run's outputs, the glued values written into its text (``tools/launch_notebooks.py``).
 4. It publishes the data a chapter wrote for its readers: every file ``data/results/<name>-<profile>.csv``
-   (or ``.json``, or ``<name>-<profile>-<part>.csv``) of this build's profile (``GENVIZ_PROFILE``, else ``book``) is copied to ``data/results/`` of the HTML output,
+   (or ``.json``, or ``<name>-<profile>-<part>.csv``) of this build's profile (``GENVIZ_PROFILE``, else ``book``),
+   and every committed result of a ``full`` run (``<name>-full…``, exported by the sweep), is copied to
+   ``data/results/`` of the HTML output,
    where the chapters' links point. A link the chapter prints to a file that is not there is a warning
    (an error under ``-W``), so a page never links to data that is missing, and no other profile's files are
    published beside it.
@@ -126,8 +128,10 @@ def publish_results(app, exception):
     source, target = results_dir(), Path(app.outdir) / "data" / "results"
     shutil.rmtree(target, ignore_errors=True)
     files = sorted(source.iterdir()) if source.is_dir() else []
-    for f in files:  # <name>-<profile>.csv|json and <name>-<profile>-<part>.csv|json
-        if f.is_file() and re.fullmatch(rf"[\w.]+-{re.escape(profile)}(-[a-z]+)?\.(csv|json)", f.name):
+    # <name>-<profile>.csv|json and <name>-<profile>-<part>.csv|json, and the committed results of `full` runs
+    shown = "|".join(re.escape(p) for p in {profile, "full"})
+    for f in files:
+        if f.is_file() and re.fullmatch(rf"[\w.]+-({shown})(-[a-z]+)?\.(csv|json)", f.name):
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target / f.name)
     log = logging.getLogger(__name__)

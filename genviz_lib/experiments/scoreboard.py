@@ -1,38 +1,40 @@
 """Chapter 6's scoreboard: a factorial zoo of small nets, every measure of the book on each, and the scores.
 
 - :class:`Zoo` and :func:`train_zoo` — bias-free ReLU perceptrons on 14 × 14 Fashion-MNIST over a full factorial
-  grid of hyperparameters (width, depth, batch size, weight decay, Huang et al.'s poison factor) and seeds,
+  grid of hyperparameters (width, depth, batch size, weight decay, Huang et al.'s poison factor, training-set size)
+  and seeds,
   every net trained until its training cross-entropy reaches one target (as Jiang et al. 2020 and Dziugaite
   et al. 2020 stop theirs), the nets of one architecture and batch size trained together as one batched model.
 - :class:`Measures` and :func:`measure_zoo` — every measure of :data:`MEASURES` on every net.
-- :func:`score` — each measure against the generalization gap: Kendall's τ, Jiang et al.'s granulated τ,
-  Dziugaite et al.'s sign-error over single-hyperparameter environments, and the conditional mutual information
-  of the PGDL competition.
-- :func:`write_tables` — the CSV files behind the page, written atomically.
+- :func:`scored` — the nets the scores use.
+
+The scores themselves, the CSV files behind the page and the sweep's published results are in
+:mod:`genviz_lib.experiments.scoring`, apart from this module: the cache keys the nets and their measures on the
+code that computes them (this module and what it imports), and the scoring can change without recomputing them.
 
 Every measure is a *complexity*: larger should mean a larger gap. Where a paper's quantity is a flatness (basin
-radius, volume), its negative is scored.
+radius, volume), its negative is scored. The basin volume is also scored per dimension, as the *volume radius*
+``(V/ω_n)^(1/n)``, the radius of the ball in ``n`` dimensions whose volume is the basin's: ``log V`` carries
+``log ω_n + n·log r`` and so mostly counts parameters across architectures, while within one architecture the
+radius orders nets exactly as the volume does.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-import io
 import itertools
 import math
-from pathlib import Path
 
 import torch
 
-from .. import curvature, data, landscape, losses, models, norms, sharpness, train
-from ..config import Profile, ResultsCache, get_cache, get_profile, publish_text, results_dir
+from .. import curvature, data, landscape, losses, models, norms, sharpness, train, volume
+from ..config import Profile, ResultsCache, get_cache, get_profile
 from .huang2020 import basin_summary
 from .settings import Settings
 
 #: The hyperparameters of the zoo, in the order of the grid (the seed is held fixed, not scored).
-HYPERPARAMETERS = ("width", "depth", "batch_size", "weight_decay", "poison")
+HYPERPARAMETERS = ("width", "depth", "batch_size", "weight_decay", "poison", "train_size")
 
 #: Each measure: its label in the chapter and where its definition comes from.
 MEASURES = {
@@ -53,6 +55,7 @@ MEASURES = {
     "v_k": ("V(k) = Σ log λᵢ, k = 10", "Wu et al. (2017) eq. 13"),
     "neg_radius": ("− mean basin radius", "Huang et al. (2020)"),
     "neg_log_volume": ("− log₁₀ basin volume", "Huang et al. (2020)"),
+    "neg_log_volume_radius": ("− log₁₀ volume radius (V/ω_n)^(1/n)", "Huang et al. (2020), per dimension"),
     "normalized_loss": ("normalized training cross-entropy", "Poggio et al. (2020)"),
     "train_loss": ("training cross-entropy (baseline)", "—"),
     "oracle": ("test error + noise (oracle baseline)", "Jiang et al. (2020)"),
@@ -68,19 +71,19 @@ class Zoo(Settings):
     batch_sizes: tuple[int, ...]  # images per step
     weight_decays: tuple[float, ...]  # λ of the L2 term ½λ‖θ‖² added to the training loss
     poison_factors: tuple[float, ...]  # Huang et al.'s β (eq. 2): 0 is plain cross-entropy
+    train_sizes: tuple[int, ...]  # class-balanced training images (14 × 14); a smaller set is not a subset
     seeds: tuple[int, ...]  # each seed initializes every net of the grid once
-    n_train: int  # class-balanced training images (14 × 14)
-    n_test: int  # test images: the test error's standard error is about sqrt(e(1 − e)/n_test)
+    n_test: int  # test images, the same for every net: the test error's standard error is about sqrt(e(1 − e)/n_test)
     lr: float = 3e-3  # Adam's learning rate, the same for every net
     target_loss: float = 0.1  # every net trains until its training cross-entropy is at most this
-    max_steps: int = 4000  # a net that has not reached the target by then is reported, not hidden
+    max_steps: int = 8000  # a net that has not reached the target by then is reported, not hidden
     eval_every: int = 10  # steps between checks of the training loss
     n_poison: int = 2000  # unlabelled images for the poisoned loss, outside the training set
     downsample: int = 2
     data_seed: int = 0  # which images, and the order of the batches
 
     def check(self) -> None:
-        for name in ("widths", "depths", "batch_sizes", "weight_decays", "poison_factors", "seeds"):
+        for name in ("widths", "depths", "batch_sizes", "weight_decays", "poison_factors", "train_sizes", "seeds"):
             values = getattr(self, name)
             if not values or len(set(values)) != len(values):
                 raise ValueError(f"{name} needs at least one value and no repeats, got {list(values)}")
@@ -90,45 +93,55 @@ class Zoo(Settings):
             raise ValueError(f"weight decays must be non-negative, got {list(self.weight_decays)}")
         if not all(0 <= b < 1 for b in self.poison_factors):
             raise ValueError(f"poison factors must lie in [0, 1), got {list(self.poison_factors)}")
-        if self.n_train < 10 or self.n_test < 10 or not self.target_loss > 0 or min(self.max_steps, self.eval_every) < 1:
+        if min(self.train_sizes) < 10 or self.n_test < 10 or not self.target_loss > 0 \
+                or min(self.max_steps, self.eval_every) < 1:
             raise ValueError("need at least 10 training and test images, a positive target loss, max_steps ≥ 1 and "
                              "eval_every ≥ 1")
-        if max(self.batch_sizes) > self.n_train:
-            raise ValueError(f"a batch of {max(self.batch_sizes)} is larger than the training set ({self.n_train})")
+        if max(self.batch_sizes) > min(self.train_sizes):
+            raise ValueError(f"a batch of {max(self.batch_sizes)} is larger than the smallest training set "
+                             f"({min(self.train_sizes)})")
 
     @classmethod
     def for_profile(cls, profile: str | Profile | None = None) -> "Zoo":
+        """``full``: 2 values of each of the 6 hyperparameters and 16 seeds, 1,024 nets, on 10,000 test images;
+        the values were chosen with a pilot of 256 nets so that most hyperparameters move the mean gap by many
+        standard errors and every net reaches the target within ``max_steps``. ``book``: the same grid with one
+        seed and 2,000 test images (64 nets, live on a laptop). ``quick``: a cut that checks the code."""
         p = get_profile(profile)
-        return cls(widths=p.pick(quick=(16, 32), book=(32, 128), full=(64, 256, 1024)),
-                   depths=p.pick(quick=(1,), book=(1, 2), full=(1, 2, 3)),
-                   batch_sizes=p.pick(quick=(100,), book=(50, 250), full=(32, 128, 512)),
-                   weight_decays=p.pick(quick=(0.0,), book=(0.0, 1e-3), full=(0.0, 3e-4, 1e-3)),
-                   poison_factors=p.pick(quick=(0.0, 0.1), book=(0.0, 0.1), full=(0.0, 0.05, 0.1)),
-                   seeds=p.pick(quick=(0, 1), book=(0, 1), full=(0, 1, 2, 3)),
-                   n_train=p.pick(quick=200, book=500, full=10000), n_test=p.pick(quick=500, book=2000, full=10000),
-                   n_poison=p.pick(quick=200, book=500, full=10000))
+        return cls(widths=p.pick(quick=(16, 32), book=(32, 128)),
+                   depths=p.pick(quick=(1,), book=(1, 2)),
+                   batch_sizes=p.pick(quick=(100,), book=(100, 500)),
+                   weight_decays=p.pick(quick=(0.0,), book=(0.0, 5e-4)),
+                   poison_factors=p.pick(quick=(0.0, 0.1), book=(0.0, 0.1)),
+                   train_sizes=p.pick(quick=(200,), book=(500, 1000)),
+                   seeds=p.pick(quick=(0, 1), book=(0,), full=tuple(range(16))),
+                   n_test=p.pick(quick=500, book=2000, full=10000), n_poison=p.pick(quick=200, book=1000))
 
     @property
     def varied(self) -> tuple[str, ...]:
         """The hyperparameters with more than one value: the ones the scores look at."""
-        values = dict(zip(HYPERPARAMETERS, (self.widths, self.depths, self.batch_sizes, self.weight_decays,
-                                            self.poison_factors)))
-        return tuple(h for h in HYPERPARAMETERS if len(values[h]) > 1)
+        return tuple(h for h in HYPERPARAMETERS if len(self.values(h)) > 1)
+
+    def values(self, hyperparameter: str) -> tuple:
+        """The values of one hyperparameter of :data:`HYPERPARAMETERS`."""
+        return dict(zip(HYPERPARAMETERS, (self.widths, self.depths, self.batch_sizes, self.weight_decays,
+                                          self.poison_factors, self.train_sizes)))[hyperparameter]
 
     def groups(self) -> list[dict]:
-        """The training runs: one per architecture and batch size; its members are every weight decay, poison
-        factor and seed."""
-        return [dict(width=w, depth=d, batch_size=b)
-                for w, d, b in itertools.product(self.widths, self.depths, self.batch_sizes)]
+        """The training runs: one per architecture, batch size and training set; its members are every weight
+        decay, poison factor and seed."""
+        return [dict(width=w, depth=d, batch_size=b, train_size=n)
+                for w, d, b, n in itertools.product(self.widths, self.depths, self.batch_sizes, self.train_sizes)]
 
     def members(self) -> list[tuple[float, float, int]]:
         """``(weight_decay, poison, seed)`` of each member of a run."""
         return list(itertools.product(self.weight_decays, self.poison_factors, self.seeds))
 
 
-def load(zoo: Zoo, root=None) -> data.Splits:
-    """The zoo's images: training, test and poison sets, flattened to vectors."""
-    fm = data.load_fashion_mnist(n_train=zoo.n_train, n_test=zoo.n_test, n_poison=zoo.n_poison,
+def load(zoo: Zoo, train_size: int, root=None) -> data.Splits:
+    """The images of the nets trained on ``train_size`` images: their training set, the test set (the same for
+    every training-set size) and the poison pool (outside that training set), flattened to vectors."""
+    fm = data.load_fashion_mnist(n_train=train_size, n_test=zoo.n_test, n_poison=zoo.n_poison,
                                  downsample=zoo.downsample, seed=zoo.data_seed, root=root)
     flat = lambda d: None if d is None else data.Data(d.X.flatten(1), d.y)
     return dataclasses.replace(fm, train=flat(fm.train), test=flat(fm.test), poison=flat(fm.poison))
@@ -145,14 +158,14 @@ def train_zoo(zoo: Zoo, cache: ResultsCache | None = None, root=None, progress: 
     Each row: the hyperparameters (``width``, ``depth``, ``batch_size``, ``weight_decay``, ``poison``), ``seed``, the
     trained and the initial weights (``state``, ``init``: state dicts), ``steps`` taken, ``reached`` (whether
     the training cross-entropy reached the target), and the final ``train_loss``, ``train_error``,
-    ``test_loss`` and ``test_error``. The members of one run share its batches (drawn from ``data_seed``);
-    each member stops on its own when it reaches the target.
+    ``test_loss`` and ``test_error``. The members of one run share its training set and its batches (drawn from
+    ``data_seed``); each member stops on its own when it reaches the target.
     """
     cache = cache or get_cache()
-    splits = load(zoo, root)
 
     def run(job):
         g = job["group"]
+        splits = load(zoo, g["train_size"], root)
         members = zoo.members()
         nets = [_net(splits, g["width"], g["depth"], seed) for _, _, seed in members]
         inits = [{k: v.clone() for k, v in net.state_dict().items()} for net in nets]
@@ -182,8 +195,7 @@ def train_zoo(zoo: Zoo, cache: ResultsCache | None = None, root=None, progress: 
 
 
 def _grid_keys(zoo: Zoo) -> list[tuple]:
-    return list(itertools.product(zoo.widths, zoo.depths, zoo.batch_sizes, zoo.weight_decays, zoo.poison_factors,
-                                  zoo.seeds))
+    return list(itertools.product(*(zoo.values(h) for h in HYPERPARAMETERS), zoo.seeds))
 
 
 def _key(row: dict) -> tuple:
@@ -229,12 +241,13 @@ class Measures(Settings):
 
     @classmethod
     def for_profile(cls, profile: str | Profile | None = None) -> "Measures":
+        """``book`` and ``full`` measure alike (the ``full`` zoo is larger, not measured more finely); ``quick``
+        with few samples and steps."""
         p = get_profile(profile)
-        return cls(sharpness_steps=p.pick(quick=5, book=20, full=200),
-                   expected_samples=p.pick(quick=10, book=100, full=1000),
-                   flatness_samples=p.pick(quick=4, book=16, full=64), flatness_steps=p.pick(quick=6, book=14),
-                   eigenvalues=p.pick(quick=3, book=10), trace_samples=p.pick(quick=10, book=60, full=200),
-                   directions=p.pick(quick=4, book=32, full=256))
+        return cls(sharpness_steps=p.pick(quick=5, book=20), expected_samples=p.pick(quick=10, book=100),
+                   flatness_samples=p.pick(quick=4, book=16), flatness_steps=p.pick(quick=6, book=14),
+                   eigenvalues=p.pick(quick=3, book=10), trace_samples=p.pick(quick=10, book=60),
+                   directions=p.pick(quick=4, book=32))
 
 
 def flatness(model: torch.nn.Module, fit: data.Data, drop: float, samples: int, steps: int, generator,
@@ -301,12 +314,18 @@ def measure_zoo(zoo: Zoo, measures: Measures, cache: ResultsCache | None = None,
     (test error − training error). Each net's measures are cached as soon as they are computed."""
     cache = cache or get_cache()
     nets = train_zoo(zoo, cache, root, progress)
-    splits = load(zoo, root)
     by_key = {_key(r): r for r in nets}
+
+    loaded = {}  # each training set once per process (a plain dict: the sweep pickles this function)
+
+    def splits(train_size):
+        if train_size not in loaded:
+            loaded[train_size] = load(zoo, train_size, root)
+        return loaded[train_size]
 
     def run(job):
         row = by_key[job["net"]]
-        return measure_one(model_of(zoo, row), model_of(zoo, row, "init"), splits, row, measures)
+        return measure_one(model_of(zoo, row), model_of(zoo, row, "init"), splits(row["train_size"]), row, measures)
 
     jobs = [{"zoo": zoo, "measures": measures, "net": _key(r)} for r in nets]
     values = cache.map("ch6-measures", jobs, run)
@@ -315,36 +334,13 @@ def measure_zoo(zoo: Zoo, measures: Measures, cache: ResultsCache | None = None,
     for r, v, e in zip(nets, values, noise.tolist()):
         base = {k: r[k] for k in (*HYPERPARAMETERS, "seed", "steps", "reached", "train_loss", "train_error",
                                   "test_loss", "test_error")}
-        table.append({**base, "gap": r["test_error"] - r["train_error"], **{k: v[k] for k in v if k != "train_loss"},
+        measured = {k: v[k] for k in v if k != "train_loss"}
+        # per dimension: −log₁₀ (V/ω_n)^(1/n) = (−log₁₀ V + log₁₀ ω_n)/n, the ball of the basin's volume
+        n = int(v["params"])
+        measured["neg_log_volume_radius"] = (v["neg_log_volume"] + volume.log_unit_ball_volume(n) / math.log(10)) / n
+        table.append({**base, "gap": r["test_error"] - r["train_error"], **measured,
                       "oracle": r["test_error"] + measures.oracle_noise * e})
     return table
-
-
-def score(table: list[dict], zoo: Zoo, names=None) -> list[dict]:
-    """One row per measure, best Kendall τ first: ``measure``, ``tau``, ``granulated_tau`` (Ψ), ``psi_<h>`` per
-    hyperparameter, ``sign_error_mean``, ``sign_error_worst`` and ``cmi``. Only measures defined on every scored
-    net are scored. The scores compare nets at one training loss, so a net that did not reach the target is left
-    out, and with it every net of its seed (the scores need the whole grid within a seed): see :func:`scored`."""
-    from .. import scores
-
-    kept = scored(table)
-    gap = [r["gap"] for r in kept]
-    hps = {h: [r[h] for r in kept] for h in zoo.varied}
-    fixed = {"seed": [r["seed"] for r in kept]}
-    out = []
-    for name in names or MEASURES:
-        mu = [r[name] for r in kept]
-        if any(not math.isfinite(v) for v in mu):
-            continue
-        if len(set(mu)) < 2:
-            continue
-        psi = norms.granulated_tau(mu, gap, hps, fixed=fixed)
-        se = scores.sign_error(mu, gap, hps, fixed=fixed)
-        cmi = scores.conditional_mutual_information(mu, gap, hps)
-        out.append(dict(measure=name, tau=norms.kendall_tau(mu, gap), granulated_tau=psi.Psi,
-                        **{f"psi_{h}": v for h, v in psi.psi.items()},
-                        sign_error_mean=se.mean, sign_error_worst=se.worst, cmi=cmi.score))
-    return sorted(out, key=lambda r: -r["tau"])
 
 
 def scored(table: list[dict]) -> list[dict]:
@@ -355,26 +351,3 @@ def scored(table: list[dict]) -> list[dict]:
         raise ValueError(f"in every seed some net did not reach the target loss ({sum(not r['reached'] for r in table)}"
                          f" nets): raise Zoo.max_steps or the target")
     return kept
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    """Write rows to ``path`` as CSV (atomically, see :func:`~genviz_lib.config.publish_text`)."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    publish_text(path, text.getvalue())
-
-
-def write_tables(table: list[dict], taus: list[dict], profile: str, results: str | Path | None = None) -> list[Path]:
-    """``scoreboard-<profile>.csv`` (one row per net: ``hp_<name>`` columns, ``seed``, errors and losses, ``gap``,
-    one column per measure) and ``scoreboard-<profile>-tau.csv`` (the scores) under ``results`` (by default
-    :func:`~genviz_lib.config.results_dir`, ``data/results`` of a checkout)."""
-    results = Path(results) if results is not None else results_dir()
-    nets = [{**{f"hp_{h}": r[h] for h in HYPERPARAMETERS},
-             **{k: v for k, v in r.items() if k not in HYPERPARAMETERS}} for r in table]
-    columns = ("measure", "tau", "granulated_tau", "sign_error_mean", "sign_error_worst", "cmi")
-    paths = [results / f"scoreboard-{profile}.csv", results / f"scoreboard-{profile}-tau.csv"]
-    _write_csv(paths[0], nets)
-    _write_csv(paths[1], [{k: r[k] for k in columns} for r in taus])
-    return paths

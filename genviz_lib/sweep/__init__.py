@@ -46,7 +46,7 @@ from .recipes import RECIPES, Recipe
 
 __all__ = ["Job", "run", "digest_of", "SweepCache", "SweepFailed", "InlineExecutor", "LocalExecutor",
            "RayExecutor", "SlurmExecutor", "EXECUTORS", "make_executor", "SweepPlan", "prepare", "run_sweep", "RECIPES",
-           "Recipe"]
+           "Recipe", "compare"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,6 +77,9 @@ class Job:
         return f"{self.name}/{self.key[:10]}"
 
 
+_LOADED: dict[str, Any] = {}  # the last computation a worker read (its pickle's path is unique to the sweep)
+
+
 def run(job: Job) -> dict:
     """Compute ``job`` with ``job.threads`` torch threads under its own seed, store the result in the cache
     and return a record of it: ``name``, ``key``, ``seconds``, ``host`` and ``pid`` (the sweep digests the value
@@ -84,8 +87,12 @@ def run(job: Job) -> dict:
     import cloudpickle
 
     start, threads = time.perf_counter(), torch.get_num_threads()
-    with open(job.function, "rb") as f:
-        function = cloudpickle.load(f)
+    function = _LOADED.get(job.function)
+    if function is None:  # every job of one cache.map shares the pickled computation: read it once per worker
+        with open(job.function, "rb") as f:
+            function = cloudpickle.load(f)
+        _LOADED.clear()
+        _LOADED[job.function] = function
     compute = (lambda: function(job.config)) if job.with_config else function
     torch.set_num_threads(job.threads)
     try:
@@ -485,8 +492,13 @@ class SweepPlan:
                f"in {time.perf_counter() - start:.1f} s")
         digest = cache.digest()
         if self.export is not None:
-            for path in _export(self.export, self.recipe, self.profile, entry.table(result), self.settings, digest,
-                                executor.name):
+            profile = get_profile(self.profile)
+            about = dict(recipe=self.recipe, profile=self.profile, digest=digest, executor=executor.name,
+                         workers=getattr(executor, "workers", 1), threads=self.threads, jobs_run=c["ran"],
+                         jobs_cached=c["cached"], wall_seconds=round(time.perf_counter() - start, 1),
+                         entries=dict(sorted(cache.digests.items())))
+            tables = entry.exported(self.recipe, result, self.settings, profile)
+            for path in _export(self.export, tables, self.settings, about):
                 report(f"wrote {path}")
         return digest
 
@@ -503,9 +515,9 @@ def prepare(recipe: str, profile: str = "quick", executor=None, threads: int = 1
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     entry = RECIPES[recipe]
-    if export is not None and entry.table is None:
+    if export is not None and entry.table is None and entry.tables is None:
         raise ValueError(f"recipe {recipe!r} has no table to export; these have one: "
-                         f"{', '.join(sorted(n for n, r in RECIPES.items() if r.table))}")
+                         f"{', '.join(sorted(n for n, r in RECIPES.items() if r.table or r.tables))}")
     settings = entry.settings(get_profile(profile), overrides or {})
     executor = executor or InlineExecutor()
     executor.check()
@@ -527,17 +539,51 @@ def run_sweep(recipe: str, profile: str = "quick", executor=None, cache_root: st
     return prepare(recipe, profile, executor, threads, overrides, export).run(cache_root, report)
 
 
-def _export(folder: Path, recipe: str, profile: str, rows: list[dict], settings, digest: str, executor: str):
+def _export(folder: Path, tables: dict[str, list[dict]], settings, about: dict) -> list[Path]:
+    """Write each table as ``folder/<stem>.csv`` with ``<stem>.json`` beside it: where it came from (``about``:
+    recipe, profile, digest, executor, workers, threads, jobs, wall time), the settings, the code (the library's
+    fingerprint and version, torch's version), the host and the date."""
     import datetime
     import json
+    import platform
 
     import pandas as pd
 
+    from .. import __version__
     from ..config import _canonical, publish_text
+    from ..fingerprint import library_fingerprint
 
-    stem = folder / f"{recipe}-{profile}"
-    about = dict(recipe=recipe, profile=profile, rows=len(rows), digest=digest, executor=executor,
-                 host=socket.gethostname(), written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                 settings=_canonical(settings))
-    csv = publish_text(stem.with_suffix(".csv"), pd.DataFrame(rows).to_csv(index=False))
-    return [csv, publish_text(stem.with_suffix(".json"), json.dumps(about, indent=1) + "\n")]
+    provenance = dict(about, code_fingerprint=library_fingerprint(), genviz_lib=__version__,
+                      torch=torch.__version__, python=platform.python_version(), host=socket.gethostname(),
+                      written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                      settings=_canonical(settings))
+    entries = provenance.pop("entries", None)
+    paths = []
+    for k, (stem, rows) in enumerate(tables.items()):
+        path = folder / stem
+        paths.append(publish_text(path.with_suffix(".csv"), pd.DataFrame(rows).to_csv(index=False)))
+        about = dict(provenance, file=path.with_suffix(".csv").name, rows=len(rows))
+        if entries is not None and k == 0:  # every cache entry's digest, once: what compare() checks a rerun against
+            about["entries"] = entries
+        paths.append(publish_text(path.with_suffix(".json"), json.dumps(about, indent=1) + "\n"))
+    return paths
+
+
+def compare(provenance: str | Path, cache_root: str | Path | None = None) -> dict[str, list[str]]:
+    """Compare the results in a cache with those a published sweep recorded (the ``entries`` of the JSON that
+    ``--export`` wrote beside its first table): ``same``, ``different`` and ``absent`` list the entries
+    (``name/key``) whose value in the cache has the recorded digest, another digest, or is not in the cache. Rerun
+    any part of the sweep (the same code, so the same keys) into a cache, then compare: each job is checked on
+    its own, without rerunning the rest."""
+    import json
+
+    recorded = json.loads(Path(provenance).read_text()).get("entries")
+    if not recorded:
+        raise ValueError(f"{provenance} records no entries (it is not the first table of a sweep's export)")
+    cache = ResultsCache(cache_root) if cache_root is not None else get_cache()
+    out: dict[str, list[str]] = {"same": [], "different": [], "absent": []}
+    for label, digest in recorded.items():
+        name, _, key = label.rpartition("/")
+        value = cache.get_key(name, key, _ABSENT)
+        out["absent" if value is _ABSENT else "same" if digest_of(value) == digest else "different"].append(label)
+    return out

@@ -4,6 +4,8 @@ Prints a line as it starts, a line per stage of the recipe (how many jobs, how m
 line per finished job, a summary, and last ``digest: <sha256>`` of every result the sweep touched — the same
 digest whatever the executor. Exit status 0 when every job ended well, 1 when a job failed twice (the others'
 results are kept in the cache), 2 for an invalid command (nothing was submitted). ``--list`` lists the recipes.
+``--compare FILE`` checks the results in the cache against a published export (the JSON beside its first table):
+exit 0 when every entry present matches, 1 when one differs, 2 when none is present.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import ast
 import sys
 
 from ..config import results_dir
-from . import RECIPES, SweepFailed, make_executor, prepare
+from . import RECIPES, SweepFailed, compare, make_executor, prepare
 
 
 def _value(text: str):
@@ -29,6 +31,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m genviz_lib.sweep", description=__doc__.split("\n\n")[1])
     parser.add_argument("recipe", nargs="?", help="the recipe to run (--list lists them)")
     parser.add_argument("--list", action="store_true", help="list the recipes and exit")
+    parser.add_argument("--compare", metavar="FILE",
+                        help="compare the cache with a published export's entries (its first table's JSON) and exit")
     parser.add_argument("--profile", default="quick", help="quick, book or full (default quick)")
     parser.add_argument("--executor", default="inline", help="inline (default), local, ray or slurm")
     parser.add_argument("--jobs", type=int, default=1,
@@ -51,6 +55,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return its exit status (0 done, 1 a job failed twice, 2 an invalid command)."""
     args = parse(argv)
+    if args.compare:
+        try:
+            found = compare(args.compare, args.cache)
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{len(found['same'])} entries as published, {len(found['different'])} different, "
+              f"{len(found['absent'])} not in the cache")
+        for label in found["different"]:
+            print(f"  different: {label}")
+        return 1 if found["different"] else 0 if found["same"] else 2
     if args.list:
         width = max(map(len, RECIPES))
         for name, recipe in sorted(RECIPES.items()):

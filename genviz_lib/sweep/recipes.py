@@ -12,20 +12,29 @@ import dataclasses
 from typing import Any, Callable
 
 from ..config import Profile
-from ..experiments import dziugaite2017, huang2020, neyshabur2017, poggio2020, scoreboard, wu2017
+from ..experiments import dziugaite2017, huang2020, neyshabur2017, poggio2020, scoreboard, scoring, wu2017
 from ..experiments.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """``chapter`` and ``about`` say what it is; ``make(profile)`` gives the main settings; ``call(settings,
-    cache, profile)`` runs it; ``table(result)``, when there is one, gives the rows ``--export`` writes."""
+    cache, profile)`` runs it; ``table(result)``, when there is one, gives the rows ``--export`` writes, or
+    ``tables(result, settings, profile)`` several tables by file stem (:meth:`exported`)."""
 
     chapter: str
     about: str
     make: Callable[[Profile], Settings]
     call: Callable[[Settings, Any, Profile], Any]
     table: Callable[[Any], list[dict]] | None = None
+    tables: Callable[[Any, Settings, Profile], dict[str, list[dict]]] | None = None
+
+    def exported(self, name: str, result: Any, settings: Settings, profile: Profile) -> dict[str, list[dict]]:
+        """The tables ``--export`` writes, by file stem: ``tables`` when the recipe has it (the chapter's own
+        files), else ``table``'s rows as ``<recipe>-<profile>``."""
+        if self.tables is not None:
+            return self.tables(result, settings, profile)
+        return {f"{name}-{profile.name}": self.table(result)}
 
     def settings(self, profile: Profile, overrides: dict) -> Settings:
         """The main settings of ``profile`` with ``overrides`` applied (checked: a bad value raises here)."""
@@ -65,6 +74,15 @@ def _zoo(s, cache, p):
 
 def _rows(result):
     return list(result)
+
+
+def _scoreboard_tables(table, zoo, p):
+    """Chapter 6's files: every net; every measure's scores with their intervals; the paired intervals of the
+    differences between two measures' τ and Ψ (which differences of the ranking the zoo resolves)."""
+    ranked = scoring.rank(table, zoo)
+    return {f"scoreboard-{p.name}": scoring.net_rows(table),
+            f"scoreboard-{p.name}-tau": sorted(ranked.rows, key=lambda r: -r["tau"]),
+            f"scoreboard-{p.name}-pairs": scoring.differences(ranked)}
 
 
 def _plain(function):
@@ -114,7 +132,7 @@ RECIPES: dict[str, Recipe] = {
     "neyshabur_conditions": Recipe("6", "Neyshabur et al.'s Fig. 5: conditions C1-C3",
                                    neyshabur2017.Conditions.for_profile, _plain(neyshabur2017.conditions)),
     "zoo": Recipe("6", "the scoreboard's zoo: every net trained, every measure on each",
-                  scoreboard.Zoo.for_profile, _zoo, _rows),
+                  scoreboard.Zoo.for_profile, _zoo, _rows, _scoreboard_tables),
     "nonvacuous_bound": Recipe("6", "Dziugaite and Roy's optimized PAC-Bayes bound",
                                dziugaite2017.NonvacuousBound.for_profile, _plain(dziugaite2017.nonvacuous_bound)),
 }
