@@ -259,6 +259,7 @@ def test_export_writes_the_recipes_table_and_where_it_came_from(inline_digest, t
     # a rerun is checked entry by entry against the export: equal values pass, a changed one is named
     found = sweep.compare(tmp_path / "poison_sweep-quick.json", inline_digest[1])
     assert len(found["same"]) == len(about["entries"]) >= 1 and not found["different"] and not found["absent"]
+    assert not found["code_changed"]
     name, _, key = found["same"][0].rpartition("/")
     cache = config.ResultsCache(tmp_path / "other")
     cache.put(name, None, {"changed": 1})

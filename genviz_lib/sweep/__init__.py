@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import math
 import os
 import re
@@ -41,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..config import PROFILES, ResultsCache, _host, _pid_alive, compute_seeded, get_cache, get_profile
+from ..config import PROFILES, ResultsCache, _canonical, _host, _pid_alive, compute_seeded, get_cache, get_profile
 from .recipes import RECIPES, Recipe
 
 __all__ = ["Job", "run", "digest_of", "SweepCache", "SweepFailed", "InlineExecutor", "LocalExecutor",
@@ -369,6 +370,7 @@ class SweepCache(ResultsCache):
         super().__init__(root)
         self.executor, self.threads, self.report = executor, threads, report
         self.digests: dict[str, str] = {}
+        self.entries: list[dict] = []  # every entry with its configuration, code and digest, for an export
         self.counts = dict(cached=0, ran=0, retried=0)
         self.pickles: list[Path] = []
         for stale in (self.root / ".sweep").glob("*.pkl*"):  # left by sweeps of this host that were killed
@@ -411,8 +413,13 @@ class SweepCache(ResultsCache):
                     raise SweepFailed([(f"{name}/{self.key(name, config, code)[:10]}",
                                         "the job ended but its result is not in the cache (is the cache "
                                         "directory shared with the workers?)")])
-        for (config, _), value in zip(items, values):
-            self.digests[f"{name}/{self.key(name, config, code)}"] = digest_of(value)
+        for (config, compute), value in zip(items, values):
+            label, digest = f"{name}/{self.key(name, config, code)}", digest_of(value)
+            self.digests[label] = digest
+            function = inspect.unwrap(compute.func if isinstance(compute, functools.partial) else compute)
+            module = getattr(function, "__module__", "") or ""
+            self.entries.append(dict(name=name, config=_canonical(config), code=code, digest=digest,
+                                     module=module.split(".", 1)[1] if module.startswith("genviz_lib.") else None))
         return values
 
     def _jobs(self, name: str, items: list, code: str, cloudpickle) -> list[Job]:
@@ -496,7 +503,7 @@ class SweepPlan:
             about = dict(recipe=self.recipe, profile=self.profile, digest=digest, executor=executor.name,
                          workers=getattr(executor, "workers", 1), threads=self.threads, jobs_run=c["ran"],
                          jobs_cached=c["cached"], wall_seconds=round(time.perf_counter() - start, 1),
-                         entries=dict(sorted(cache.digests.items())))
+                         entries=cache.entries)
             tables = entry.exported(self.recipe, result, self.settings, profile)
             for path in _export(self.export, tables, self.settings, about):
                 report(f"wrote {path}")
@@ -572,18 +579,25 @@ def _export(folder: Path, tables: dict[str, list[dict]], settings, about: dict) 
 def compare(provenance: str | Path, cache_root: str | Path | None = None) -> dict[str, list[str]]:
     """Compare the results in a cache with those a published sweep recorded (the ``entries`` of the JSON that
     ``--export`` wrote beside its first table): ``same``, ``different`` and ``absent`` list the entries
-    (``name/key``) whose value in the cache has the recorded digest, another digest, or is not in the cache. Rerun
-    any part of the sweep (the same code, so the same keys) into a cache, then compare: each job is checked on
-    its own, without rerunning the rest."""
+    (``name/key``) whose value in the cache has the recorded digest, another digest, or is not in the cache.
+    Each entry is looked up under this checkout's code (the fingerprint of the module that computes it), so the
+    question is whether *this* code reproduces the published values: rerun any part of the sweep into a cache,
+    then compare; each job is checked on its own, without rerunning the rest. ``code_changed`` lists the entries
+    whose code differs from the one that computed the published value."""
     import json
 
+    from ..fingerprint import library_fingerprint
+
     recorded = json.loads(Path(provenance).read_text()).get("entries")
-    if not recorded:
+    if not recorded or not isinstance(recorded, list):
         raise ValueError(f"{provenance} records no entries (it is not the first table of a sweep's export)")
     cache = ResultsCache(cache_root) if cache_root is not None else get_cache()
-    out: dict[str, list[str]] = {"same": [], "different": [], "absent": []}
-    for label, digest in recorded.items():
-        name, _, key = label.rpartition("/")
-        value = cache.get_key(name, key, _ABSENT)
-        out["absent" if value is _ABSENT else "same" if digest_of(value) == digest else "different"].append(label)
+    out: dict[str, list[str]] = {"same": [], "different": [], "absent": [], "code_changed": []}
+    for entry in recorded:
+        code = library_fingerprint([entry["module"]])[:24] if entry.get("module") else entry["code"]
+        label = f"{entry['name']}/{cache.key(entry['name'], _canonical(entry['config']), code)}"
+        if code != entry["code"]:
+            out["code_changed"].append(label)
+        value = cache.get(entry["name"], entry["config"], _ABSENT, code)
+        out["absent" if value is _ABSENT else "same" if digest_of(value) == entry["digest"] else "different"].append(label)
     return out

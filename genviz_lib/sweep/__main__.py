@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"{len(found['same'])} entries as published, {len(found['different'])} different, "
-              f"{len(found['absent'])} not in the cache")
+              f"{len(found['absent'])} not in the cache"
+              + (f" ({len(found['code_changed'])} computed by this checkout's code, which differs from the code "
+                 "that computed them)" if found["code_changed"] else ""))
         for label in found["different"]:
             print(f"  different: {label}")
         return 1 if found["different"] else 0 if found["same"] else 2
