@@ -117,9 +117,12 @@ def published(profile: str = "full", results: str | Path | None = None) -> dict 
 
 
 def _number(text: str):
-    """A CSV cell as the value it was written from: a bool, an int, a float, else the text."""
+    """A CSV cell as the value it was written from: a bool, an int, a float (NaN for an empty cell, as pandas
+    writes NaN), else the text."""
     if text in ("True", "False"):
         return text == "True"
+    if text == "":
+        return math.nan
     for kind in (int, float):
         try:
             return kind(text)
