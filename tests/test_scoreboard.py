@@ -168,3 +168,13 @@ def test_the_published_zoo_reads_back_what_the_sweep_exported(quick, tmp_path):
         [{h: r[h] for h in sb.HYPERPARAMETERS} for r in table]
     assert [r["measure"] for r in back["scores"]] == [r["measure"] for r in taus]
     assert back["scores"][0]["tau_lo"] == pytest.approx(taus[0]["tau_lo"], rel=1e-12)
+
+
+def test_page_labels_name_every_measure_and_refuse_an_unknown_one():
+    labels = {key: scoring.label(key) for key in sb.MEASURES}
+    assert len(set(labels.values())) == len(sb.MEASURES)  # two measures never share a name
+    assert labels["mag_flatness"] == "1/σ′², magnitude-aware flatness"  # a prime, not a quote
+    assert labels["params"] == sb.MEASURES["params"][0]  # the rest as the zoo's module names them
+    assert not any("_" in text for text in labels.values())  # no code-style subscripts on a page
+    with pytest.raises(KeyError, match="mag_flat"):
+        scoring.label("mag_flat")

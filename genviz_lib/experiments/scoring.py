@@ -23,7 +23,24 @@ from pathlib import Path
 from ..config import publish_text, results_dir
 from .scoreboard import HYPERPARAMETERS, MEASURES, Zoo, scored
 
-__all__ = ["rank", "score", "differences", "effects", "published", "net_rows", "write_tables"]
+__all__ = ["label", "rank", "score", "differences", "effects", "published", "net_rows", "write_tables"]
+
+
+#: How a page names the measures whose label in :data:`~.scoreboard.MEASURES` is written in plain-text
+#: notation (kept there unchanged: the zoo's cache is keyed on that module's code).
+_PAGE_LABELS = {
+    "frobenius": "product of Frobenius norms² / margin²",
+    "spectral": "product of spectral norms² / margin²",
+    "mag_flatness": "1/σ′², magnitude-aware flatness",
+    "neg_log_volume_radius": "− log₁₀ volume radius ⁿ√(V/ωₙ)",
+}
+
+
+def label(key: str) -> str:
+    """A measure's name as a page prints it (``scoreboard.MEASURES`` holds the rest)."""
+    if key not in MEASURES:
+        raise KeyError(f"no measure {key!r}; the measures are {', '.join(MEASURES)}")
+    return _PAGE_LABELS.get(key, MEASURES[key][0])
 
 
 def rank(table: list[dict], zoo: Zoo, names=None, *, noise_filter: bool = True, samples: int = 1000,
