@@ -125,3 +125,24 @@ def test_glue_is_called_in_removed_cells_only(md):
     shown = [lines for tags, lines in _code_cells(md) if "remove-cell" not in tags]
     assert not [line for lines in shown for line in lines if re.match(r"\s*glue\(", line)], \
         "glue(...) belongs in a remove-cell cell: the reader sees the value in the prose"
+
+
+SUMMARY = "```{admonition} What this chapter showed"
+
+
+@pytest.mark.parametrize("md", [p for p in CHAPTERS if p.name[:2] in {f"0{i}" for i in range(7)}],
+                         ids=lambda p: p.name)
+def test_chapters_0_to_6_end_with_what_they_showed_in_their_own_numbers(md):
+    text = md.read_text()
+    assert text.count(SUMMARY) == 1, f"{md.name}: one '{SUMMARY}' box"
+    box = text[text.index(SUMMARY):]
+    box = box[:box.index("\n```\n")]
+    assert text.index(SUMMARY) < text.index("\n## Exercises"), "the box closes the chapter's text"
+    assert len(re.findall(r"\{glue:text\}`\w+`", box)) >= 3, "the box quotes its key numbers from the runs"
+
+
+def test_the_conclusion_has_a_figure_of_the_evidence():
+    text = (ROOT / "chapters" / "07_conclusion.md").read_text()
+    figures = re.findall(r"mystnb:\n  figure:\n    name: (fig-ch7-[\w-]+)", text)
+    assert figures, "chapter 7 draws at least one figure"
+    assert any(f"{{numref}}`{name}`" in text for name in figures), "and the prose cites it by number"
