@@ -11,7 +11,7 @@ FAQ = Path(__file__).resolve().parents[1] / "book" / "faq.md"
 def test_every_code_block_of_the_faq_runs_in_order(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)
-    blocks = re.findall(r"^```python\n(.*?)^```$", FAQ.read_text(), flags=re.S | re.M)
+    blocks = re.findall(r"^```\{code-cell\} ipython3\n(.*?)^```$", FAQ.read_text(), flags=re.S | re.M)
     assert len(blocks) >= 10
     session: dict = {"__name__": "faq"}
     for i, block in enumerate(blocks):
