@@ -1,5 +1,6 @@
 """The book's sources hang together: parameters cells, install cells, imports, data checks, citations."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -146,3 +147,22 @@ def test_the_conclusion_has_a_figure_of_the_evidence():
     figures = re.findall(r"mystnb:\n  figure:\n    name: (fig-ch7-[\w-]+)", text)
     assert figures, "chapter 7 draws at least one figure"
     assert any(f"{{numref}}`{name}`" in text for name in figures), "and the prose cites it by number"
+
+
+FIGURE_PAGES = CHAPTERS + sorted(p for p in (ROOT / "book").glob("*.md") if p.read_text().startswith("---"))
+
+
+@pytest.mark.parametrize("md", FIGURE_PAGES, ids=lambda p: p.name)
+def test_a_figure_cell_shows_its_figure_once(md):
+    # A figure cell whose last line returns an object (a Legend, a Colorbar) shows its repr beside the figure,
+    # and the book then names two outputs after the figure (a duplicate target, which fails the build).
+    quiet = {"tight_layout", "show"}  # calls that return None
+    for cell in jupytext.read(md).cells:
+        if cell.cell_type != "code" or "figure" not in cell.metadata.get("mystnb", {}):
+            continue
+        last = ast.parse(cell.source).body[-1]
+        if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+            called = last.value.func
+            name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+            assert name in quiet or cell.source.rstrip().endswith(";"), \
+                f"{cell.metadata['mystnb']['figure']['name']}: end its last line with ';'"

@@ -48,7 +48,20 @@ def setup(app):
     app.add_config_value("genviz_hide_solutions", False, "env")
     app.connect("config-inited", take_over_hide_solutions)
     app.connect("doctree-read", solutions_for_readers)
+    app.connect("env-updated", number_chapter_zero)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+CHAPTER_ZERO = "chapters/00_first_experiment"
+
+
+def number_chapter_zero(app, env):
+    """Chapter 0 sits before the numbered part, so Sphinx numbers its figures and exercises 1, 2, ... while
+    every other chapter's read N.1, N.2, ...: give chapter 0's the prefix 0 (Fig. 0.1, Exercise 0.2)."""
+    for numbers in env.toc_fignumbers.get(CHAPTER_ZERO, {}).values():
+        for key, number in numbers.items():
+            if len(number) == 1:  # not yet prefixed (the numbers are reassigned whenever a page changes)
+                numbers[key] = (0, *number)
 
 
 def _fingerprint() -> str:
