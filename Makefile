@@ -58,6 +58,8 @@ test: setup
 	@# `make test-colab` runs all of them, with ipywidgets 7.7.1 and 8.x
 	$(BIN)/python tools/colab_check.py --widgets 7 --chapters $(COLAB_SAMPLE)
 	GENVIZ_PROFILE=quick $(BIN)/jupyter-book build . --path-output _build/quick -W --keep-going
+	@grep -q 'caption-number">Fig. 0.1' _build/quick/_build/html/chapters/00_first_experiment.html \
+		|| (echo "chapter 0's figures are not numbered 0.1, 0.2, ..."; exit 1)
 
 # Every launch notebook in a fresh Colab-like environment, once with ipywidgets 7.7.1 and once with 8.x.
 test-colab: setup

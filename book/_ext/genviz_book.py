@@ -48,7 +48,7 @@ def setup(app):
     app.add_config_value("genviz_hide_solutions", False, "env")
     app.connect("config-inited", take_over_hide_solutions)
     app.connect("doctree-read", solutions_for_readers)
-    app.connect("env-updated", number_chapter_zero)
+    app.connect("env-get-updated", number_chapter_zero, priority=900)  # after the numbering
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -56,12 +56,14 @@ CHAPTER_ZERO = "chapters/00_first_experiment"
 
 
 def number_chapter_zero(app, env):
-    """Chapter 0 sits before the numbered part, so Sphinx numbers its figures and exercises 1, 2, ... while
-    every other chapter's read N.1, N.2, ...: give chapter 0's the prefix 0 (Fig. 0.1, Exercise 0.2)."""
+    """Chapter 0 sits before the numbered part, so Sphinx numbers its figures and exercises on with the pages
+    before it (Fig. 2, Exercise 1) while every other chapter's read N.1, N.2, ...: number chapter 0's
+    0.1, 0.2, ... in their order on the page, and have the page written again with them."""
     for numbers in env.toc_fignumbers.get(CHAPTER_ZERO, {}).values():
-        for key, number in numbers.items():
-            if len(number) == 1:  # not yet prefixed (the numbers are reassigned whenever a page changes)
-                numbers[key] = (0, *number)
+        if all(len(number) == 1 for number in numbers.values()):  # assigned afresh by Sphinx
+            for rank, key in enumerate(sorted(numbers, key=numbers.get), start=1):
+                numbers[key] = (0, rank)
+    return [CHAPTER_ZERO] if CHAPTER_ZERO in env.found_docs else []
 
 
 def _fingerprint() -> str:
