@@ -45,12 +45,13 @@ def test_the_book_build_extension_marks_the_build(monkeypatch):
     spec.loader.exec_module(module)
     connected = []
     configured = []
-    app = types.SimpleNamespace(connect=lambda event, handler: connected.append(event),
+    app = types.SimpleNamespace(connect=lambda event, handler, priority=500: connected.append(event),
                                 add_config_value=lambda name, default, rebuild: configured.append((name, default)))
     assert not notebook.in_book_build()
     module.setup(app)
     assert notebook.in_book_build() and connected == ["env-get-outdated", "source-read", "build-finished",
-                                                      "build-finished", "config-inited", "doctree-read"]
+                                                      "build-finished", "config-inited", "doctree-read",
+                                                      "env-get-updated"]
     assert configured == [("genviz_hide_solutions", False)]
 
 
