@@ -178,3 +178,13 @@ def test_page_labels_name_every_measure_and_refuse_an_unknown_one():
     assert not any("_" in text for text in labels.values())  # no code-style subscripts on a page
     with pytest.raises(KeyError, match="mag_flat"):
         scoring.label("mag_flat")
+
+
+def test_interval_text_prints_a_score_with_its_interval_for_prose_and_for_a_table():
+    row = {"tau": 0.2561, "tau_lo": 0.2204, "tau_hi": 0.2957, "worst": 1.0, "worst_lo": 1.0, "worst_hi": 1.0,
+           "psi": math.nan, "psi_lo": math.nan, "psi_hi": math.nan}
+    assert scoring.interval_text(row, "tau") == "0.26 [0.22, 0.30]"
+    assert scoring.interval_text(row, "tau", table=True) == "0.26<br><small>0.22 to 0.30</small>"
+    assert scoring.interval_text(row, "worst", table=True) == "1.00"  # every resample agrees: one value
+    assert scoring.interval_text(row, "worst") == "1.00 [1.00, 1.00]"
+    assert scoring.interval_text(row, "psi") == scoring.interval_text(row, "psi", table=True) == "—"

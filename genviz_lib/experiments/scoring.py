@@ -23,7 +23,7 @@ from pathlib import Path
 from ..config import publish_text, results_dir
 from .scoreboard import HYPERPARAMETERS, MEASURES, Zoo, scored
 
-__all__ = ["label", "rank", "score", "differences", "effects", "published", "net_rows", "write_tables"]
+__all__ = ["label", "interval_text", "rank", "score", "differences", "effects", "published", "net_rows", "write_tables"]
 
 
 #: How a page names the measures whose label in :data:`~.scoreboard.MEASURES` is written in plain-text
@@ -41,6 +41,17 @@ def label(key: str) -> str:
     if key not in MEASURES:
         raise KeyError(f"no measure {key!r}; the measures are {', '.join(MEASURES)}")
     return _PAGE_LABELS.get(key, MEASURES[key][0])
+
+
+def interval_text(row, key: str, table: bool = False) -> str:
+    """A score of a :func:`rank` row and its 95 % interval to two decimals: ``0.26 [0.22, 0.30]``, or for a table
+    cell ``0.26<br><small>0.22 to 0.30</small>`` (one value where every resample gave it); "—" when undefined."""
+    if not math.isfinite(row[key]):
+        return "—"
+    value, lo, hi = (f"{row[k]:.2f}" for k in (key, key + "_lo", key + "_hi"))
+    if not table:
+        return f"{value} [{lo}, {hi}]"
+    return lo if lo == hi == value else f"{value}<br><small>{lo} to {hi}</small>"
 
 
 def rank(table: list[dict], zoo: Zoo, names=None, *, noise_filter: bool = True, samples: int = 1000,
